@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Runs a local edgefleet on this machine: installs the dependencies, builds a
+# Release build in build/, starts a mosquitto broker and edgefleet-server on
+# 127.0.0.1 (both as children of this script), initialises the data directory
+# on the first run, prints the URL and the admin token, and stops both on
+# Ctrl-C. See docs/quickstart.md.
+#
+# Environment:
+#   EF_DATA_DIR   data directory (default: edgefleet-data/ in the repository)
+#   EF_HTTP_PORT  server port (default: 8080 if free, else any free port)
+#   EF_MQTT_PORT  broker port (default: any free port)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python=/usr/bin/python3
+broker_pid=
+server_pid=
+
+die() {
+  echo "quickstart: $*" >&2
+  exit 1
+}
+
+# free_port: prints a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+  "$python" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# port_is_free PORT: succeeds when PORT on 127.0.0.1 can be bound (as a server
+# binds it, with SO_REUSEADDR, so a port in TIME_WAIT counts as free).
+port_is_free() {
+  "$python" -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()' "$1"
+}
+
+# valid_port VALUE: succeeds when VALUE is a TCP port number.
+valid_port() {
+  [[ "$1" =~ ^[0-9]+$ ]] && (("$1" >= 1 && "$1" <= 65535))
+}
+
+# pick_ports: sets http_port and mqtt_port from the environment or free ports.
+pick_ports() {
+  if [[ -n "${EF_HTTP_PORT:-}" ]]; then
+    valid_port "$EF_HTTP_PORT" || die "EF_HTTP_PORT=$EF_HTTP_PORT is not a port"
+    port_is_free "$EF_HTTP_PORT" || die "EF_HTTP_PORT=$EF_HTTP_PORT is in use"
+    http_port=$EF_HTTP_PORT
+  elif port_is_free 8080; then
+    http_port=8080
+  else
+    http_port=$(free_port)
+  fi
+  if [[ -n "${EF_MQTT_PORT:-}" ]]; then
+    valid_port "$EF_MQTT_PORT" || die "EF_MQTT_PORT=$EF_MQTT_PORT is not a port"
+    port_is_free "$EF_MQTT_PORT" || die "EF_MQTT_PORT=$EF_MQTT_PORT is in use"
+    mqtt_port=$EF_MQTT_PORT
+  else
+    mqtt_port=$(free_port)
+    # Two free_port calls may return the same port if nothing bound it between.
+    while [[ "$mqtt_port" == "$http_port" ]]; do
+      mqtt_port=$(free_port)
+    done
+  fi
+  [[ "$mqtt_port" != "$http_port" ]] || die "EF_HTTP_PORT and EF_MQTT_PORT are the same port"
+}
+
+# wait_tcp PORT PID SECONDS: waits until something accepts on 127.0.0.1:PORT,
+# failing early if process PID has exited.
+wait_tcp() {
+  local port=$1 pid=$2 tries=$(($3 * 10))
+  while ((tries-- > 0)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# wait_healthz URL PID SECONDS: waits until URL/healthz answers 200.
+wait_healthz() {
+  local url=$1 pid=$2 tries=$(($3 * 10))
+  while ((tries-- > 0)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if curl -fsS -o /dev/null --max-time 1 "$url/healthz" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# stop_child PID NAME: asks a child to stop, then forces it after 10 s.
+stop_child() {
+  local pid=$1 name=$2 tries=100
+  [[ -n "$pid" ]] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  while ((tries-- > 0)) && kill -0 "$pid" 2>/dev/null; do
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "quickstart: $name did not stop in 10 s; killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# cleanup: stops the server first (it publishes to the broker), then the broker.
+cleanup() {
+  trap - INT TERM EXIT
+  if [[ -n "$server_pid$broker_pid" ]]; then
+    echo "quickstart: stopping"
+  fi
+  stop_child "$server_pid" edgefleet-server
+  server_pid=
+  stop_child "$broker_pid" mosquitto
+  broker_pid=
+}
+
+# render_broker_config TEMPLATE OUT: fills in @PORT@, @DATA_DIR@ and @USER@.
+render_broker_config() {
+  local esc_dir esc_user
+  # Escape the characters sed treats specially in a replacement.
+  esc_dir=$(printf '%s' "$data_dir" | sed 's/[\\|&]/\\&/g')
+  esc_user=$(id -un | sed 's/[\\|&]/\\&/g')
+  sed -e "s|@PORT@|$mqtt_port|g" -e "s|@DATA_DIR@|$esc_dir|g" \
+      -e "s|@USER@|$esc_user|g" "$1" >"$2.tmp"
+  mv "$2.tmp" "$2"
+}
+
+# start_demo_devices: starts a few edgefleet-agent processes enrolled against
+# this server, so the fleet is not empty.
+# ---- TO BE FILLED BY THE AGENT ISSUE: a no-op until edgefleet-agent exists. ----
+start_demo_devices() {
+  :
+}
+
+build_release() {
+  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DEF_TESTS=OFF >/dev/null
+  cmake --build "$root/build" -j"$(nproc)"
+  bin=$root/build/bin
+  [[ -x "$bin/edgefleet-server" ]] || die "the build made no $bin/edgefleet-server"
+}
+
+# init_once: initialises the data directory on the first run and keeps the
+# admin token in DATA_DIR/admin.token (mode 0600) so later runs can print it.
+init_once() {
+  local out
+  if [[ -e "$data_dir/edgefleet.db" ]]; then
+    if [[ -r "$data_dir/admin.token" ]]; then
+      admin_token=$(<"$data_dir/admin.token")
+    else
+      admin_token=
+    fi
+    return 0
+  fi
+  out=$("$bin/edgefleet-server" init --data-dir "$data_dir") ||
+    die "edgefleet-server init --data-dir $data_dir failed"
+  admin_token=$(printf '%s\n' "$out" | tail -n 1)
+  [[ -n "$admin_token" ]] || die "edgefleet-server init printed no admin token"
+  (umask 077 && printf '%s\n' "$admin_token" >"$data_dir/admin.token")
+  chmod 0600 "$data_dir/admin.token"
+}
+
+start_broker() {
+  local dir=$data_dir/mosquitto
+  mkdir -p "$dir"
+  render_broker_config "$root/deploy/mosquitto/mosquitto.conf" "$dir/mosquitto.conf"
+  mosquitto -c "$dir/mosquitto.conf" >>"$dir/mosquitto.log" 2>&1 &
+  broker_pid=$!
+  wait_tcp "$mqtt_port" "$broker_pid" 10 || {
+    tail -n 20 "$dir/mosquitto.log" >&2 || true
+    die "mosquitto did not start on 127.0.0.1:$mqtt_port (log: $dir/mosquitto.log)"
+  }
+}
+
+start_server() {
+  "$bin/edgefleet-server" serve --data-dir "$data_dir" \
+    --listen "127.0.0.1:$http_port" --mqtt "mqtt://127.0.0.1:$mqtt_port" \
+    >>"$data_dir/server.log" 2>&1 &
+  server_pid=$!
+  wait_healthz "$server_url" "$server_pid" 30 || {
+    tail -n 20 "$data_dir/server.log" >&2 || true
+    die "edgefleet-server did not answer $server_url/healthz (log: $data_dir/server.log)"
+  }
+}
+
+print_banner() {
+  local token_line
+  if [[ -n "$admin_token" ]]; then
+    token_line=$admin_token
+  else
+    token_line="(unknown: $data_dir/admin.token is missing; create one with the CLI from an admin token)"
+  fi
+  cat <<EOM
+
+edgefleet is running.
+  server:      $server_url   (log: $data_dir/server.log)
+  broker:      mqtt://127.0.0.1:$mqtt_port   (log: $data_dir/mosquitto/mosquitto.log)
+  data dir:    $data_dir
+  admin token: $token_line
+
+Try, in another shell:
+  export PATH="$bin:\$PATH"
+  export EDGEFLEET_SERVER=$server_url
+  export EDGEFLEET_TOKEN=\$(cat '$data_dir/admin.token')
+  edgefleet model list
+  edgefleet device list
+  curl -s $server_url/healthz
+
+Press Ctrl-C to stop the server and the broker.
+EOM
+}
+
+main() {
+  command -v "$python" >/dev/null || die "$python is missing"
+  "$root/deploy/install-deps.sh"
+  build_release
+
+  data_dir=${EF_DATA_DIR:-$root/edgefleet-data}
+  # A new data directory is private: it holds the keys and the admin token.
+  if [[ ! -d "$data_dir" ]]; then
+    mkdir -p "$data_dir"
+    chmod 0700 "$data_dir"
+  fi
+  data_dir=$(cd "$data_dir" && pwd)
+
+  # One quickstart per data directory: the lock is held by this script and
+  # its children for as long as any of them runs.
+  exec 9>"$data_dir/.quickstart.lock"
+  flock -n 9 || die "another quickstart is running on $data_dir"
+
+  pick_ports
+  server_url=http://127.0.0.1:$http_port
+
+  trap 'cleanup; exit 130' INT
+  trap 'cleanup; exit 143' TERM
+  trap cleanup EXIT
+
+  init_once
+  start_broker
+  start_server
+  start_demo_devices
+  print_banner
+
+  # Returns when either child exits or a signal arrives (the trap runs then).
+  local status=0
+  wait -n "$broker_pid" "$server_pid" || status=$?
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "quickstart: edgefleet-server exited; see $data_dir/server.log" >&2
+  else
+    echo "quickstart: mosquitto exited; see $data_dir/mosquitto/mosquitto.log" >&2
+  fi
+  exit $((status == 0 ? 1 : status))
+}
+
+# Sourcing the file (for tests) defines the functions without running anything.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
