@@ -82,15 +82,25 @@ char *ef_assignment_serialize(const struct ef_assignment *a)
 {
     char issued[EF_TIME_STR_SIZE];
     char *out = NULL;
-    json_t *slots = json_object();
+    json_t *doc = NULL, *slots = json_object();
+    if (!slots)
+        goto out;
     ef_time_format(a->issued_at_ms, issued, sizeof(issued));
-    for (int i = 0; slots && i < EF_SLOT_COUNT; i++)
-        if (a->slots[i])
-            json_object_set_new(slots, slot_names[i], slot_to_json(a->slots[i]));
-    json_t *doc = json_pack("{s:s, s:I, s:s, s:o}", "device_id", a->device_id, "seq",
-                            (json_int_t)a->seq, "issued_at", issued, "slots", slots);
+    /* A slot that fails to encode (out of memory, a string that is not
+     * UTF-8) fails the whole document: dropping it would sign an assignment
+     * that tells the device to unload that model. */
+    for (int i = 0; i < EF_SLOT_COUNT; i++) {
+        if (a->slots[i] &&
+            json_object_set_new(slots, slot_names[i], slot_to_json(a->slots[i])) != 0) {
+            json_decref(slots);
+            goto out;
+        }
+    }
+    doc = json_pack("{s:s, s:I, s:s, s:o}", "device_id", a->device_id, "seq", (json_int_t)a->seq,
+                    "issued_at", issued, "slots", slots);
     if (doc)
         out = ef_json_dump(doc);
+out:
     json_decref(doc);
     return out;
 }
@@ -118,16 +128,20 @@ out:
 
 static int slot_from_json(json_t *j, struct ef_slot **out)
 {
-    const char *model, *murl, *surl, *aurl, *sha, *rollout = NULL;
+    const char *model, *murl, *surl, *aurl, *sha;
+    json_t *rollout = NULL;
     json_int_t version, size;
     *out = NULL;
-    if (json_unpack(j, "{s:s, s:I, s:s, s:s, s:s, s:s, s:I, s?s*}", "model", &model, "version",
+    /* rollout_id is written as null for a direct assignment (slot_to_json's
+     * "s?"), which an "s" unpack would refuse; so it is read as a value. */
+    if (json_unpack(j, "{s:s, s:I, s:s, s:s, s:s, s:s, s:I, s?o}", "model", &model, "version",
                     &version, "manifest_url", &murl, "signature_url", &surl, "artifact_url",
                     &aurl, "sha256", &sha, "size", &size, "rollout_id", &rollout) != 0)
         return EF_EINVAL;
-    if (!ef_name_valid(model) || version < 1 || size < 1 || !ef_is_sha256_hex(sha))
+    if (!ef_name_valid(model) || version < 1 || size < 1 || !ef_is_sha256_hex(sha) ||
+        (rollout && !json_is_null(rollout) && !json_is_string(rollout)))
         return EF_EINVAL;
-    *out = ef_slot_new(model, version, murl, surl, aurl, sha, size, rollout);
+    *out = ef_slot_new(model, version, murl, surl, aurl, sha, size, json_string_value(rollout));
     return *out ? 0 : EF_ENOMEM;
 }
 
@@ -155,8 +169,11 @@ static int payload_parse(const char *bytes, size_t len, struct ef_assignment **o
     }
     snprintf(a->device_id, sizeof(a->device_id), "%s", device_id);
     a->seq = seq;
-    if (ef_time_parse(issued, &a->issued_at_ms) != 0)
+    if (ef_time_parse(issued, &a->issued_at_ms) != 0) {
+        if (msg)
+            snprintf(msg, msg_size, "issued_at must be an RFC 3339 UTC time");
         goto out;
+    }
     const char *key;
     json_t *value;
     json_object_foreach(slots, key, value)

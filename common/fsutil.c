@@ -128,6 +128,8 @@ out:
 
 int ef_mkdir_p(const char *path, mode_t mode)
 {
+    if (!path || !*path)
+        return EF_EINVAL;
     char *copy = strdup(path);
     int rc = 0;
     if (!copy)
@@ -135,10 +137,15 @@ int ef_mkdir_p(const char *path, mode_t mode)
     for (char *p = copy + 1; ; p++) {
         if (*p == '/' || *p == '\0') {
             char saved = *p;
+            struct stat st;
             *p = '\0';
-            if (mkdir(copy, mode) != 0 && errno != EEXIST) {
-                rc = ef_from_errno(errno);
-                break;
+            /* EEXIST is fine only when what exists is a directory. */
+            if (mkdir(copy, mode) != 0) {
+                int err = errno;
+                if (err != EEXIST || stat(copy, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                    rc = ef_from_errno(err);
+                    break;
+                }
             }
             *p = saved;
             if (saved == '\0')

@@ -2,6 +2,7 @@
 #include "common/histogram.h"
 #include "common/json_util.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 size_t ef_histogram_bin(const double *edges, size_t bins, double x)
@@ -25,8 +26,11 @@ json_t *ef_histogram_build(const double *values, size_t n, size_t stride, size_t
     if (n == 0 || bins == 0)
         return NULL;
     double lo = values[0], hi = values[0];
-    for (size_t i = 1; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         double v = values[i * stride];
+        /* A NaN would slip into bin 0 unseen and an infinity leaves no edges. */
+        if (!isfinite(v))
+            goto out;
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }

@@ -82,6 +82,11 @@ const char *ef_log_quote(const char *s, char *buf, size_t size)
         snprintf(buf, size, "%s", s);
         return buf;
     }
+    /* A quoted value needs room for both quotes and the NUL. */
+    if (size < 3) {
+        buf[0] = '\0';
+        return buf;
+    }
     size_t o = 0;
     buf[o++] = '"';
     for (const char *p = s; *p && o + 3 < size; p++) {

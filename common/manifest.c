@@ -62,7 +62,9 @@ static int validate_io(json_t *doc, const char *key, const char *names_key, size
     if (!json_is_object(io) || n < 1 || n > EF_MANIFEST_MAX_IO)
         return fail(msg, msg_size, "%s.size must be an integer in 1..%d", key, EF_MANIFEST_MAX_IO);
     json_t *names = json_object_get(io, names_key);
-    if (names && json_array_size(names) != 0 && !strings_ok(names, (size_t)n))
+    /* json_array_size() of a non-array is 0, so the type is checked first. */
+    if (names &&
+        (!json_is_array(names) || (json_array_size(names) != 0 && !strings_ok(names, (size_t)n))))
         return fail(msg, msg_size, "%s.%s must be %lld strings", key, names_key, (long long)n);
     *size = (size_t)n;
     return 0;

@@ -1,0 +1,56 @@
+/*
+ * api.h - the handlers of the REST API, one file per resource:
+ * api_ops.c (health, metrics, OpenAPI, keys), api_models.c (registry),
+ * api_enroll.c, api_devices.c, api_rings.c, api_assign.c, api_tokens.c,
+ * api_audit.c. routes.c maps methods and paths to them; each answers through
+ * http_reply_* and returns its result.
+ */
+#ifndef EF_API_H
+#define EF_API_H
+
+#include "server/http.h"
+
+/* api_ops.c */
+enum MHD_Result api_healthz(struct request *req);
+enum MHD_Result api_metrics(struct request *req);
+enum MHD_Result api_openapi(struct request *req);
+enum MHD_Result api_keys(struct request *req);
+
+/* api_models.c: {name} is param 0, {version} param 1 */
+enum MHD_Result api_models_list(struct request *req);
+enum MHD_Result api_models_create(struct request *req);
+enum MHD_Result api_model_show(struct request *req);
+enum MHD_Result api_version_create(struct request *req);
+enum MHD_Result api_version_show(struct request *req);
+enum MHD_Result api_version_manifest(struct request *req);
+enum MHD_Result api_version_signature(struct request *req);
+enum MHD_Result api_version_artifact(struct request *req);
+
+/* api_enroll.c */
+enum MHD_Result api_enroll_tokens_create(struct request *req);
+enum MHD_Result api_enroll(struct request *req);
+
+/* api_devices.c: {id} is param 0 */
+enum MHD_Result api_devices_list(struct request *req);
+enum MHD_Result api_device_show(struct request *req);
+enum MHD_Result api_device_update(struct request *req);
+enum MHD_Result api_device_remove(struct request *req);
+enum MHD_Result api_device_desired(struct request *req);
+
+/* api_rings.c: {name} is param 0 */
+enum MHD_Result api_rings_list(struct request *req);
+enum MHD_Result api_rings_create(struct request *req);
+enum MHD_Result api_ring_update(struct request *req);
+
+/* api_assign.c */
+enum MHD_Result api_assignments_create(struct request *req);
+
+/* api_tokens.c: {id} is param 0 */
+enum MHD_Result api_tokens_list(struct request *req);
+enum MHD_Result api_tokens_create(struct request *req);
+enum MHD_Result api_token_revoke(struct request *req);
+
+/* api_audit.c */
+enum MHD_Result api_audit_list(struct request *req);
+
+#endif

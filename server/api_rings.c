@@ -1,0 +1,163 @@
+/*
+ * api_rings.c - /api/v1/rings: the ordered rings devices are grouped in for
+ * rollouts. A device is in its explicit ring, else in the first ring (by
+ * position) whose tag selector it matches, else in `default`, which always
+ * exists and has no selector.
+ */
+#include "server/api.h"
+#include "server/db_fleet.h"
+#include "server/server.h"
+#include "common/clock.h"
+#include "common/ef_error.h"
+#include "common/json_util.h"
+#include "common/topic.h"
+
+#include <string.h>
+
+#define DEFAULT_RING "default"
+#define POSITION_MAX INT32_MAX
+
+/* Reads the optional members position and selector of a ring body into
+ * *position (NULL when absent) and *selector (borrowed, NULL when absent);
+ * replies 422 itself and returns false when one is malformed. */
+static bool ring_fields_or_reply(struct request *req, const json_t *body, int64_t *storage,
+                                 const int64_t **position, const json_t **selector)
+{
+    json_t *p = json_object_get(body, "position"), *s = json_object_get(body, "selector");
+    *position = NULL;
+    *selector = NULL;
+    if (p) {
+        if (!json_is_integer(p) || json_integer_value(p) < 0 ||
+            json_integer_value(p) > POSITION_MAX) {
+            http_reply_error(req, 422, "unprocessable", "position must be an integer in 0..%d",
+                             POSITION_MAX);
+            return false;
+        }
+        *storage = json_integer_value(p);
+        *position = storage;
+    }
+    if (s) {
+        if (!db_tags_valid(s)) {
+            http_reply_error(req, 422, "unprocessable",
+                             "selector must be an object of at most %d tag names to strings of "
+                             "at most %d bytes",
+                             DB_TAGS_MAX, DB_TAG_VALUE_MAX);
+            return false;
+        }
+        *selector = s;
+    }
+    return true;
+}
+
+/* Replies with the ring object of name and status. */
+static enum MHD_Result reply_ring(struct request *req, unsigned status, const char *name)
+{
+    json_t *ring = NULL;
+    int rc = db_ring_get(req->srv->db, name, &ring);
+    if (rc == EF_ENOENT)
+        return http_reply_error(req, 404, "not_found", "no ring %s", name);
+    if (rc != 0)
+        return http_reply_ef_error(req, rc, "could not read the ring");
+    return http_reply_json(req, status, ring);
+}
+
+enum MHD_Result api_rings_list(struct request *req)
+{
+    json_t *rings = NULL, *doc;
+    int rc = db_rings_list(req->srv->db, &rings);
+    if (rc != 0)
+        return http_reply_ef_error(req, rc, "could not list rings");
+    if (!(doc = json_pack("{s:o}", "rings", rings)))
+        return http_reply_ef_error(req, EF_ENOMEM, "out of memory");
+    return http_reply_json(req, 200, doc);
+}
+
+enum MHD_Result api_rings_create(struct request *req)
+{
+    static const char *const allowed[] = {"name", "position", "selector", NULL};
+    json_t *body = NULL;
+    const json_t *selector;
+    const int64_t *position;
+    const char *unknown = NULL, *name;
+    int64_t storage;
+    enum MHD_Result r;
+    int rc;
+    if (!http_json_body_or_reply(req, &body))
+        return http_replied(req);
+    if (!ef_json_keys_allowed(body, allowed, &unknown)) {
+        r = http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        goto out;
+    }
+    name = ef_json_str(body, "name");
+    if (!ef_name_valid(name)) {
+        r = http_reply_error(req, 422, "unprocessable",
+                             "name must be 1..64 of [a-z0-9._-] starting with a letter or digit");
+        goto out;
+    }
+    if (!ring_fields_or_reply(req, body, &storage, &position, &selector)) {
+        r = http_replied(req);
+        goto out;
+    }
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "ring:%s", name);
+    rc = db_ring_create(req->srv->db, name, position, selector, ef_now_ms());
+    if (rc == EF_EEXIST) {
+        r = http_reply_error(req, 409, "ring_exists", "ring %s exists", name);
+        goto out;
+    }
+    if (rc != 0) {
+        r = http_reply_ef_error(req, rc, "could not create the ring");
+        goto out;
+    }
+    r = reply_ring(req, 201, name);
+out:
+    json_decref(body);
+    return r;
+}
+
+enum MHD_Result api_ring_update(struct request *req)
+{
+    static const char *const allowed[] = {"position", "selector", NULL};
+    const char *name = http_param(req, 0), *unknown = NULL;
+    json_t *body = NULL;
+    const json_t *selector;
+    const int64_t *position;
+    int64_t storage;
+    enum MHD_Result r;
+    int rc;
+    if (!ef_name_valid(name))
+        return http_reply_error(req, 404, "not_found", "no ring %.64s", name);
+    if (!http_json_body_or_reply(req, &body))
+        return http_replied(req);
+    if (!ef_json_keys_allowed(body, allowed, &unknown)) {
+        r = http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        goto out;
+    }
+    if (json_object_size(body) == 0) {
+        r = http_reply_error(req, 422, "unprocessable", "give position and/or selector");
+        goto out;
+    }
+    if (!ring_fields_or_reply(req, body, &storage, &position, &selector)) {
+        r = http_replied(req);
+        goto out;
+    }
+    /* default is where devices fall that no selector takes. */
+    if (selector && json_object_size(selector) > 0 && strcmp(name, DEFAULT_RING) == 0) {
+        r = http_reply_error(req, 422, "unprocessable", "ring default cannot have a selector");
+        goto out;
+    }
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "ring:%s%s%s", name,
+             position ? " position" : "", selector ? " selector" : "");
+    rc = db_ring_update(req->srv->db, name, position, selector);
+    if (rc == EF_ENOENT) {
+        r = http_reply_error(req, 404, "not_found", "no ring %s", name);
+        goto out;
+    }
+    if (rc != 0) {
+        r = http_reply_ef_error(req, rc, "could not change the ring");
+        goto out;
+    }
+    r = reply_ring(req, 200, name);
+out:
+    json_decref(body);
+    return r;
+}

@@ -1,0 +1,241 @@
+/*
+ * mqtt.c - the server's broker client: libmosquitto on its own network
+ * thread, reconnecting with exponential backoff, recording what devices say
+ * on their `reported` and `status` topics, publishing assignments and events.
+ */
+#include "server/mqtt.h"
+#include "server/db_fleet.h"
+#include "server/report.h"
+#include "server/server.h"
+#include "common/clock.h"
+#include "common/ef_error.h"
+#include "common/log.h"
+#include "common/topic.h"
+
+#include <mosquitto.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Device messages are small: a state change or a status word. */
+#define MQTT_MAX_DEVICE_PAYLOAD REPORT_MAX_BYTES
+#define MQTT_KEEPALIVE_S 30
+#define MQTT_RECONNECT_MIN_S 1
+#define MQTT_RECONNECT_MAX_S 30
+
+struct mqtt {
+    struct mosquitto *mosq; /* owned */
+    struct server *srv;     /* borrowed */
+    char host[256];         /* broker host */
+    int port;               /* broker port */
+    atomic_bool connected;  /* set by the network thread */
+};
+
+/* Parses mqtt://[USER:PASS@]HOST[:PORT]; user and pass go straight to
+ * libmosquitto and are not kept. */
+static int url_parse(const char *url, struct mqtt *m, char *user, char *pass, size_t cred_size)
+{
+    static const char scheme[] = "mqtt://";
+    user[0] = pass[0] = '\0';
+    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+        return EF_EINVAL;
+    const char *rest = url + sizeof(scheme) - 1;
+    const char *at = strrchr(rest, '@');
+    if (at) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        if (!colon || (size_t)(colon - rest) >= cred_size || (size_t)(at - colon) > cred_size)
+            return EF_EINVAL;
+        memcpy(user, rest, (size_t)(colon - rest));
+        user[colon - rest] = '\0';
+        memcpy(pass, colon + 1, (size_t)(at - colon - 1));
+        pass[at - colon - 1] = '\0';
+        rest = at + 1;
+    }
+    const char *colon = strrchr(rest, ':');
+    size_t host_len = colon ? (size_t)(colon - rest) : strlen(rest);
+    if (host_len == 0 || host_len >= sizeof(m->host))
+        return EF_EINVAL;
+    memcpy(m->host, rest, host_len);
+    m->host[host_len] = '\0';
+    m->port = 1883;
+    if (colon) {
+        char *end = NULL;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port < 1 || port > 65535)
+            return EF_EINVAL;
+        m->port = (int)port;
+    }
+    return 0;
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc)
+{
+    struct mqtt *m = obj;
+    if (rc != 0) {
+        ef_warn("mqtt_refused", "host=%s port=%d reason=\"%s\"", m->host, m->port,
+                mosquitto_connack_string(rc));
+        return;
+    }
+    static const char *const subscriptions[] = {
+        EF_TOPIC_ROOT "/devices/+/reported",
+        EF_TOPIC_ROOT "/devices/+/status",
+    };
+    for (size_t i = 0; i < sizeof(subscriptions) / sizeof(subscriptions[0]); i++)
+        mosquitto_subscribe(mosq, NULL, subscriptions[i], 1);
+    atomic_store(&m->connected, true);
+    ef_info("mqtt_connected", "host=%s port=%d", m->host, m->port);
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
+{
+    struct mqtt *m = obj;
+    atomic_store(&m->connected, false);
+    if (rc != 0)
+        ef_warn("mqtt_disconnected", "host=%s port=%d reason=\"%s\" retry=backoff", m->host,
+                m->port, mosquitto_strerror(rc));
+}
+
+/* `status`: the bare word online or offline (retained, and the last will). */
+static void handle_status(struct mqtt *m, const char *device_id, const char *payload, size_t len)
+{
+    bool online;
+    if (len == 6 && memcmp(payload, "online", 6) == 0)
+        online = true;
+    else if (len == 7 && memcmp(payload, "offline", 7) == 0)
+        online = false;
+    else if (len == 0)
+        return; /* a cleared retained message */
+    else {
+        ef_warn("mqtt_bad_status", "device=%s bytes=%zu", device_id, len);
+        return;
+    }
+    int rc = db_device_seen(m->srv->db, device_id, online, ef_now_ms());
+    if (rc != 0)
+        ef_log(rc == EF_ENOENT ? EF_LOG_DEBUG : EF_LOG_WARN, "mqtt_status_ignored",
+               "device=%s error=%s", device_id, ef_errname(rc));
+}
+
+/* `reported`: a deployment state change (report.h). */
+static void handle_reported(struct mqtt *m, const char *device_id, const char *payload,
+                            size_t len)
+{
+    char msg[160];
+    struct report r;
+    int rc = report_parse(payload, len, &r, msg, sizeof(msg));
+    if (rc != 0) {
+        char quoted[200];
+        ef_warn("mqtt_bad_report", "device=%s error=%s reason=%s", device_id, ef_errname(rc),
+                ef_log_quote(msg, quoted, sizeof(quoted)));
+        return;
+    }
+    rc = db_device_report(m->srv->db, device_id, ef_slot_name(r.slot), r.model, r.version,
+                          r.state, r.reason[0] ? r.reason : NULL, ef_now_ms());
+    if (rc != 0)
+        ef_log(rc == EF_ENOENT ? EF_LOG_DEBUG : EF_LOG_WARN, "mqtt_report_ignored",
+               "device=%s error=%s", device_id, ef_errname(rc));
+    else
+        ef_info("device_reported", "device=%s slot=%s model=%s version=%lld state=%s", device_id,
+                ef_slot_name(r.slot), r.model, (long long)r.version, r.state);
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg)
+{
+    struct mqtt *m = obj;
+    char device_id[EF_DEVICE_ID_MAX + 1];
+    const char *leaf;
+    atomic_fetch_add(&m->srv->stats.mqtt_messages_in, 1);
+    if (ef_topic_parse_device(msg->topic, device_id, &leaf) != 0)
+        return;
+    if (msg->payloadlen < 0 || (size_t)msg->payloadlen > MQTT_MAX_DEVICE_PAYLOAD) {
+        ef_warn("mqtt_oversized", "device=%s bytes=%d", device_id, msg->payloadlen);
+        return;
+    }
+    if (strcmp(leaf, "status") == 0)
+        handle_status(m, device_id, msg->payload, (size_t)msg->payloadlen);
+    else if (strcmp(leaf, "reported") == 0)
+        handle_reported(m, device_id, msg->payload, (size_t)msg->payloadlen);
+}
+
+int mqtt_start(struct server *srv, const char *url, struct mqtt **out)
+{
+    char user[128], pass[256], client_id[64];
+    int rc = 0;
+    struct mqtt *m = calloc(1, sizeof(*m));
+    *out = NULL;
+    if (!m)
+        return EF_ENOMEM;
+    m->srv = srv;
+    if (url_parse(url, m, user, pass, sizeof(user)) != 0) {
+        rc = EF_EINVAL;
+        goto out;
+    }
+    mosquitto_lib_init();
+    snprintf(client_id, sizeof(client_id), "edgefleet-server-%ld", (long)getpid());
+    if (!(m->mosq = mosquitto_new(client_id, true, m))) {
+        rc = EF_ENOMEM;
+        goto out;
+    }
+    mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_connect_callback_set(m->mosq, on_connect);
+    mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
+    mosquitto_message_callback_set(m->mosq, on_message);
+    mosquitto_reconnect_delay_set(m->mosq, MQTT_RECONNECT_MIN_S, MQTT_RECONNECT_MAX_S, true);
+    if (user[0] && mosquitto_username_pw_set(m->mosq, user, pass) != MOSQ_ERR_SUCCESS) {
+        rc = EF_EINVAL;
+        goto out;
+    }
+    /* connect_async + loop_start: the network thread keeps retrying with
+     * backoff, so a broker that starts after us is picked up when it comes. */
+    int mrc = mosquitto_connect_async(m->mosq, m->host, m->port, MQTT_KEEPALIVE_S);
+    if (mrc != MOSQ_ERR_SUCCESS)
+        ef_warn("mqtt_connect_failed", "host=%s port=%d reason=\"%s\" retry=backoff", m->host,
+                m->port, mosquitto_strerror(mrc));
+    if (mosquitto_loop_start(m->mosq) != MOSQ_ERR_SUCCESS) {
+        rc = EF_ENET;
+        goto out;
+    }
+    *out = m;
+    m = NULL;
+out:
+    sodium_memzero(pass, sizeof(pass));
+    if (m) {
+        if (m->mosq)
+            mosquitto_destroy(m->mosq);
+        free(m);
+    }
+    return rc;
+}
+
+void mqtt_stop(struct mqtt *m)
+{
+    if (!m)
+        return;
+    mosquitto_disconnect(m->mosq);
+    mosquitto_loop_stop(m->mosq, false);
+    mosquitto_destroy(m->mosq);
+    mosquitto_lib_cleanup();
+    free(m);
+}
+
+int mqtt_publish(struct mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                 bool retain)
+{
+    if (!m)
+        return 0;
+    if (len > INT32_MAX)
+        return EF_ETOOBIG;
+    int rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, qos, retain);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        ef_warn("mqtt_publish_failed", "topic=%s reason=\"%s\"", topic, mosquitto_strerror(rc));
+        return EF_ENET;
+    }
+    atomic_fetch_add(&m->srv->stats.mqtt_publishes, 1);
+    return 0;
+}
+
+bool mqtt_connected(const struct mqtt *m)
+{
+    return m && atomic_load(&((struct mqtt *)m)->connected);
+}

@@ -1,0 +1,51 @@
+/*
+ * routes.c - the route table: every method and path the server answers.
+ * schema/openapi.yaml describes exactly these (tests/integration/test_openapi_routes.py).
+ */
+#include "server/api.h"
+
+#define ANY_API (ACCESS_VIEWER)
+#define READ_ARTIFACT (ACCESS_VIEWER | ACCESS_DEVICE)
+
+const struct route routes[] = {
+    {"GET", "/healthz", ACCESS_PUBLIC, BODY_NONE, api_healthz},
+    {"GET", "/metrics", ACCESS_PUBLIC, BODY_NONE, api_metrics},
+    {"GET", "/api/v1/openapi.yaml", ACCESS_PUBLIC, BODY_NONE, api_openapi},
+    {"GET", "/api/v1/keys", ACCESS_PUBLIC, BODY_NONE, api_keys},
+
+    {"GET", "/api/v1/models", ANY_API, BODY_NONE, api_models_list},
+    {"POST", "/api/v1/models", ACCESS_OPERATOR, BODY_JSON, api_models_create},
+    {"GET", "/api/v1/models/{name}", ANY_API, BODY_NONE, api_model_show},
+    {"POST", "/api/v1/models/{name}/versions", ACCESS_OPERATOR, BODY_MULTIPART,
+     api_version_create},
+    {"GET", "/api/v1/models/{name}/versions/{version}", ANY_API, BODY_NONE, api_version_show},
+    {"GET", "/api/v1/models/{name}/versions/{version}/manifest", READ_ARTIFACT, BODY_NONE,
+     api_version_manifest},
+    {"GET", "/api/v1/models/{name}/versions/{version}/manifest.sig", READ_ARTIFACT, BODY_NONE,
+     api_version_signature},
+    {"GET", "/api/v1/models/{name}/versions/{version}/artifact", READ_ARTIFACT, BODY_NONE,
+     api_version_artifact},
+
+    {"POST", "/api/v1/enroll-tokens", ACCESS_OPERATOR, BODY_JSON, api_enroll_tokens_create},
+    {"POST", "/api/v1/enroll", ACCESS_ENROLL, BODY_JSON, api_enroll},
+
+    {"GET", "/api/v1/devices", ANY_API, BODY_NONE, api_devices_list},
+    {"GET", "/api/v1/devices/{id}", ANY_API, BODY_NONE, api_device_show},
+    {"PATCH", "/api/v1/devices/{id}", ACCESS_OPERATOR, BODY_JSON, api_device_update},
+    {"DELETE", "/api/v1/devices/{id}", ACCESS_OPERATOR, BODY_NONE, api_device_remove},
+    {"GET", "/api/v1/devices/{id}/desired", ANY_API | ACCESS_DEVICE, BODY_NONE,
+     api_device_desired},
+
+    {"GET", "/api/v1/rings", ANY_API, BODY_NONE, api_rings_list},
+    {"POST", "/api/v1/rings", ACCESS_OPERATOR, BODY_JSON, api_rings_create},
+    {"PATCH", "/api/v1/rings/{name}", ACCESS_OPERATOR, BODY_JSON, api_ring_update},
+
+    {"POST", "/api/v1/assignments", ACCESS_OPERATOR, BODY_JSON, api_assignments_create},
+
+    {"GET", "/api/v1/tokens", ACCESS_ADMIN, BODY_NONE, api_tokens_list},
+    {"POST", "/api/v1/tokens", ACCESS_ADMIN, BODY_JSON, api_tokens_create},
+    {"DELETE", "/api/v1/tokens/{id}", ACCESS_ADMIN, BODY_NONE, api_token_revoke},
+
+    {"GET", "/api/v1/audit", ACCESS_ADMIN, BODY_NONE, api_audit_list},
+    {NULL, NULL, 0, BODY_NONE, NULL},
+};

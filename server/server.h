@@ -1,0 +1,60 @@
+/*
+ * server.h - the one state of edgefleet-server, created in main and passed down.
+ */
+#ifndef EF_SERVER_H
+#define EF_SERVER_H
+
+#include "common/crypto.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct db;
+struct store;
+struct mqtt;
+struct http;
+
+struct server_config {
+    const char *data_dir;     /* holds edgefleet.db, keys/, store/, tmp/ */
+    char listen_host[64];     /* address to bind, e.g. 127.0.0.1 */
+    uint16_t listen_port;     /* TCP port */
+    const char *mqtt_url;     /* mqtt://host:port, or NULL to run without a broker */
+    const char *web_dir;      /* static dashboard directory, or NULL */
+    size_t max_upload;        /* bytes, largest artifact accepted */
+    size_t max_json;          /* bytes, largest JSON request body */
+    unsigned threads;         /* HTTP worker threads */
+    unsigned max_connections; /* concurrent HTTP connections */
+    unsigned timeout_s;       /* idle HTTP connection timeout, seconds */
+};
+
+/* Counters exported at /metrics; updated from any thread. */
+struct server_stats {
+    atomic_uint_fast64_t http_requests;      /* requests answered */
+    atomic_uint_fast64_t http_errors;        /* answered with status >= 400 */
+    atomic_uint_fast64_t http_not_modified;  /* desired-state polls answered 304 */
+    atomic_uint_fast64_t mqtt_messages_in;   /* device messages received */
+    atomic_uint_fast64_t mqtt_publishes;     /* assignments and events published */
+    atomic_uint_fast64_t assignments_issued; /* signed assignments written */
+};
+
+struct server {
+    struct server_config cfg;
+    struct db *db;                 /* SQLite store, owned */
+    struct store *store;           /* artifact store, owned */
+    struct mqtt *mqtt;             /* broker client, owned; NULL without a broker */
+    struct http *http;             /* HTTP daemon, owned */
+    struct ef_keypair release_key; /* signs manifests */
+    struct ef_keypair server_key;  /* signs assignments */
+    int64_t started_ms;            /* Unix ms, for uptime */
+    struct server_stats stats;
+};
+
+/* File names inside the data directory. */
+#define SERVER_DB_FILE "edgefleet.db"
+#define SERVER_RELEASE_KEY_FILE "keys/release.key"
+#define SERVER_SERVER_KEY_FILE "keys/server.key"
+#define SERVER_STORE_DIR "store"
+#define SERVER_TMP_DIR "tmp"
+
+#endif

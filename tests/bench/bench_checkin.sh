@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# bench_checkin.sh - device check-in throughput: edgefleet-server's 304 path
+# against a bare libmicrohttpd hello-world, in the same run.
+#
+# usage: tests/bench/bench_checkin.sh BUILD_DIR [DURATION_S=10] [CONNECTIONS=64] [THREADS=2]
+#
+# Starts mosquitto and edgefleet-server (serve --threads $SERVER_THREADS) on
+# free loopback ports with a temporary data directory, pushes a tiny model,
+# enrolls device bench-1 and assigns the model to it, then measures
+#   GET /api/v1/devices/bench-1/desired  with the device token and
+#   If-None-Match: <the current ETag>   (the 304 path a polling device takes)
+# with wrk, alternately against the server and against ef-bench-hello-mhd (the
+# same libmicrohttpd daemon configuration, answering a fixed 304), ROUNDS
+# times each. It prints requests/s and latency of every run, the medians and
+# the ratio server/hello (goal >= 0.8), and proves with the server's
+# edgefleet_desired_not_modified_total counter that wrk hit the 304 path.
+#
+# THREADS is wrk's -t. Environment: SERVER_THREADS (default 2, HTTP threads of
+# both servers), ROUNDS (default 2), WARMUP_S (default 2, per server, not
+# counted), RESULTS_DIR (default BUILD_DIR/bench-results/checkin-TIMESTAMP),
+# EF_BENCH_KEEP=1 keeps the temporary directory. Build BUILD_DIR as Release
+# without sanitizers: the figures are meant for the optimised build.
+set -euo pipefail
+
+die() {
+    echo "bench_checkin: $*" >&2
+    exit 1
+}
+
+[[ $# -ge 1 && $# -le 4 ]] || die "usage: $0 BUILD_DIR [DURATION_S=10] [CONNECTIONS=64] [THREADS=2]"
+BUILD_DIR=$(cd "$1" && pwd) || die "no build directory: $1"
+DURATION=${2:-10}
+CONNECTIONS=${3:-64}
+WRK_THREADS=${4:-2}
+SERVER_THREADS=${SERVER_THREADS:-2}
+ROUNDS=${ROUNDS:-2}
+WARMUP_S=${WARMUP_S:-2}
+PY=/usr/bin/python3
+DATASET=/usr/share/doc/libfann-dev/examples/datasets/thyroid.train
+DEVICE=bench-1
+
+SERVER_BIN=$BUILD_DIR/bin/edgefleet-server
+CLI_BIN=$BUILD_DIR/bin/edgefleet
+TRAIN_BIN=$BUILD_DIR/test-bin/ef-train-fixture
+HELLO_BIN=$BUILD_DIR/test-bin/ef-bench-hello-mhd
+for f in "$SERVER_BIN" "$CLI_BIN" "$TRAIN_BIN" "$HELLO_BIN"; do
+    [[ -x $f ]] || die "missing $f (build BUILD_DIR first)"
+done
+for tool in wrk mosquitto curl; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+[[ -x $PY ]] || die "$PY is needed for free ports and JSON"
+[[ -r $DATASET ]] || die "missing $DATASET (libfann-dev examples)"
+
+WORK=$(mktemp -d /tmp/ef-bench-checkin.XXXXXX)
+RESULTS_DIR=${RESULTS_DIR:-$BUILD_DIR/bench-results/checkin-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$RESULTS_DIR"
+PIDS=()
+
+# Stops exactly the processes this script started, by PID.
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ ${EF_BENCH_KEEP:-0} == 1 ]]; then
+        echo "bench_checkin: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# json_get FIELD < JSON: prints one top-level string/number field.
+json_get() {
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# wait_http URL: waits up to 10 s for URL to answer at all.
+wait_http() {
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# metric NAME: the value of one counter at the server's /metrics.
+metric() {
+    curl -sf "$SERVER_URL/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { print v == "" ? "NA" : v }'
+}
+
+# ---- broker and server --------------------------------------------------
+MQTT_PORT=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"
+mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+PIDS+=($!)
+
+"$SERVER_BIN" init --data-dir "$WORK/data" >"$WORK/init.out" 2>&1 || {
+    cat "$WORK/init.out" >&2
+    die "edgefleet-server init failed"
+}
+ADMIN=$(tail -n 1 "$WORK/init.out")
+
+HTTP_PORT=$(free_port)
+SERVER_URL=http://127.0.0.1:$HTTP_PORT
+SERVER_CMD=("$SERVER_BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$HTTP_PORT"
+    --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --threads "$SERVER_THREADS")
+# 304s are logged at debug anyway; warn keeps the set-up's info lines out too.
+EF_LOG_LEVEL=warn "${SERVER_CMD[@]}" >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+wait_http "$SERVER_URL/healthz" || {
+    cat "$WORK/server.log" >&2
+    die "edgefleet-server did not start"
+}
+
+# ---- a model, a device, an assignment -----------------------------------
+"$TRAIN_BIN" "$DATASET" "$WORK/thyroid.net" 4 5 >/dev/null
+"$CLI_BIN" --server "$SERVER_URL" --token "$ADMIN" --json model push thyroid "$WORK/thyroid.net" \
+    >"$WORK/push.json" || die "model push failed"
+
+ENROLL=$(curl -sf -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+    -d '{"uses":1}' "$SERVER_URL/api/v1/enroll-tokens" | json_get token) ||
+    die "cannot create an enrollment token"
+DEVTOKEN=$(curl -sf -X POST -H "Authorization: Bearer $ENROLL" -H 'Content-Type: application/json' \
+    -d "{\"device_id\":\"$DEVICE\"}" "$SERVER_URL/api/v1/enroll" | json_get device_token) ||
+    die "cannot enroll $DEVICE"
+"$CLI_BIN" --server "$SERVER_URL" --token "$ADMIN" assign thyroid@1 --device "$DEVICE" \
+    >"$WORK/assign.out" || die "assign failed"
+
+PATH_DESIRED=/api/v1/devices/$DEVICE/desired
+ETAG=$(curl -sf -D - -o /dev/null -H "Authorization: Bearer $DEVTOKEN" "$SERVER_URL$PATH_DESIRED" |
+    tr -d '\r' | awk 'tolower($1) == "etag:" { print $2 }')
+[[ -n $ETAG ]] || die "GET $PATH_DESIRED sent no ETag"
+STATUS=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $DEVTOKEN" \
+    -H "If-None-Match: $ETAG" "$SERVER_URL$PATH_DESIRED")
+[[ $STATUS == 304 ]] || die "GET $PATH_DESIRED with If-None-Match answered $STATUS, not 304"
+
+# ---- the baseline -------------------------------------------------------
+HELLO_PORT=$(free_port)
+HELLO_URL=http://127.0.0.1:$HELLO_PORT
+HELLO_CMD=("$HELLO_BIN" "$HELLO_PORT" "$SERVER_THREADS")
+"${HELLO_CMD[@]}" >"$WORK/hello.log" 2>&1 &
+PIDS+=($!)
+wait_http "$HELLO_URL/" || die "ef-bench-hello-mhd did not start"
+
+# ---- the runs -----------------------------------------------------------
+# wrk_cmd TARGET_URL DURATION: the identical wrk command line for both.
+wrk_cmd() {
+    WRK=(wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${2}s" --latency
+        -H "Authorization: Bearer $DEVTOKEN" -H "If-None-Match: $ETAG" "$1$PATH_DESIRED")
+}
+
+for target in server hello; do
+    url=$SERVER_URL
+    [[ $target == hello ]] && url=$HELLO_URL
+    wrk_cmd "$url" "$WARMUP_S"
+    "${WRK[@]}" >"$RESULTS_DIR/warmup-$target.txt"
+done
+
+NM_BEFORE=$(metric edgefleet_desired_not_modified_total)
+for round in $(seq "$ROUNDS"); do
+    for target in server hello; do
+        url=$SERVER_URL
+        [[ $target == hello ]] && url=$HELLO_URL
+        wrk_cmd "$url" "$DURATION"
+        echo "bench_checkin: round $round/$ROUNDS $target (${DURATION}s)" >&2
+        "${WRK[@]}" >"$RESULTS_DIR/run$round-$target.txt"
+    done
+done
+NM_AFTER=$(metric edgefleet_desired_not_modified_total)
+
+# ---- the report ---------------------------------------------------------
+# The device token is a secret: the printed commands show a placeholder.
+wrk_cmd "URL" "$DURATION"
+WRK_SHOWN="${WRK[*]}"
+WRK_SHOWN=${WRK_SHOWN//$DEVTOKEN/DEVTOKEN}
+"$PY" - "$RESULTS_DIR" "$ROUNDS" "$NM_BEFORE" "$NM_AFTER" <<'EOF' | tee "$RESULTS_DIR/report.txt"
+import os, re, statistics, sys
+
+results, rounds = sys.argv[1], int(sys.argv[2])
+nm_before, nm_after = sys.argv[3], sys.argv[4]
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+def parse(path):
+    text = open(path).read()
+    run = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+           "requests": int(re.search(r"(\d+) requests in", text).group(1)),
+           "errors": 0}
+    for pct in ("50", "90", "99"):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M)
+        run["p" + pct] = float(m.group(1)) * UNIT[m.group(2)]
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        run["errors"] += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        run["errors"] += sum(int(x) for x in m.groups())
+    return run
+
+runs = {t: [parse(os.path.join(results, "run%d-%s.txt" % (r, t))) for r in range(1, rounds + 1)]
+        for t in ("server", "hello")}
+print("check-in GET /api/v1/devices/bench-1/desired with If-None-Match (304 path)")
+print("%-7s %5s %12s %9s %9s %9s %7s" % ("target", "round", "requests/s", "p50 ms",
+                                         "p90 ms", "p99 ms", "errors"))
+for r in range(rounds):
+    for t in ("server", "hello"):
+        x = runs[t][r]
+        print("%-7s %5d %12.0f %9.2f %9.2f %9.2f %7d" % (t, r + 1, x["rps"], x["p50"],
+                                                      x["p90"], x["p99"], x["errors"]))
+med = {t: statistics.median(x["rps"] for x in runs[t]) for t in runs}
+p99 = {t: statistics.median(x["p99"] for x in runs[t]) for t in runs}
+print("median requests/s: server %.0f, hello %.0f" % (med["server"], med["hello"]))
+print("median p99 latency: server %.2f ms, hello %.2f ms" % (p99["server"], p99["hello"]))
+ratio = med["server"] / med["hello"]
+print("ratio server/hello: %.2f (goal >= 0.80: %s)" % (ratio, "met" if ratio >= 0.8 else "NOT met"))
+sent = sum(x["requests"] for x in runs["server"])
+if "NA" in (nm_before, nm_after):
+    print("304 check: WARNING: /metrics has no edgefleet_desired_not_modified_total")
+else:
+    delta = int(float(nm_after)) - int(float(nm_before))
+    print("304 check: edgefleet_desired_not_modified_total rose by %d; wrk completed %d requests "
+          "against the server (%.1f%%)" % (delta, sent, 100.0 * delta / sent if sent else 0.0))
+bad = sum(x["errors"] for t in runs for x in runs[t])
+if bad:
+    print("WARNING: %d non-3xx responses or socket errors; see the raw wrk outputs" % bad)
+EOF
+cat <<EOF | tee -a "$RESULTS_DIR/report.txt"
+commands:
+  mosquitto -c CONF            (listener $MQTT_PORT 127.0.0.1, allow_anonymous true)
+  EF_LOG_LEVEL=warn ${SERVER_CMD[*]}
+  ${HELLO_CMD[*]}
+  ${WRK_SHOWN}   (URL = $SERVER_URL or $HELLO_URL)
+  order: a ${WARMUP_S}s warm-up of each, then server, hello, repeated $ROUNDS times; machine: $(nproc) cores, $(uname -sr)
+raw wrk outputs: $RESULTS_DIR
+EOF
