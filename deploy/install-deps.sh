@@ -17,7 +17,7 @@ packages=(
 packages+=(mosquitto mosquitto-clients)
 # Tests: unit (cmocka), integration (pytest), fuzz (clang libFuzzer), bench (wrk).
 packages+=(
-  libcmocka-dev python3-pytest python3-paho-mqtt python3-yaml
+  libcmocka-dev python3-pytest python3-paho-mqtt python3-yaml python3-nacl python3-jsonschema
   clang libclang-rt-14-dev wrk
 )
 # --- Browser tests (web/ dashboard): not yet. ----------------------------

@@ -147,8 +147,10 @@ start_demo_devices() {
   :
 }
 
+# build_release: builds everything in build/ (the tests too: their helper
+# build/test-bin/ef-train-fixture makes a FANN model to push).
 build_release() {
-  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DEF_TESTS=OFF >/dev/null
+  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DEF_TESTS=ON >/dev/null
   cmake --build "$root/build" -j"$(nproc)"
   bin=$root/build/bin
   [[ -x "$bin/edgefleet-server" ]] || die "the build made no $bin/edgefleet-server"

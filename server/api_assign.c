@@ -17,7 +17,7 @@
 struct assign_request {
     const char *model;
     int64_t version;
-    const char *device;     /* exactly one of device and ring */
+    const char *device; /* exactly one of device and ring */
     const char *ring;
     enum ef_slot_kind slot; /* default production */
 };
@@ -75,9 +75,8 @@ static enum MHD_Result reply_refused(struct request *req, const struct assign_re
 {
     switch (rc) {
     case EF_ENOENT:
-        return a->device
-                   ? http_reply_error(req, 404, "not_found", "no device %s", a->device)
-                   : http_reply_error(req, 404, "not_found", "no ring %s", a->ring);
+        return a->device ? http_reply_error(req, 404, "not_found", "no device %s", a->device)
+                         : http_reply_error(req, 404, "not_found", "no ring %s", a->ring);
     case EF_EMISMATCH:
         return http_reply_error(req, 409, "conflict",
                                 "%s@%lld is built for another device class than device %s",
@@ -97,7 +96,6 @@ enum MHD_Result api_assignments_create(struct request *req)
     struct db_version v = {0};
     json_t *body = NULL, *assigned = NULL, *doc;
     int64_t seq = 0;
-    size_t used;
     enum MHD_Result r;
     int rc;
     if (!http_json_body_or_reply(req, &body))
@@ -106,9 +104,6 @@ enum MHD_Result api_assignments_create(struct request *req)
         r = http_replied(req);
         goto out;
     }
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "%s@%lld%s -> %s %s", a.model,
-             (long long)a.version, a.slot == EF_SLOT_SHADOW ? " shadow" : "",
-             a.device ? "device" : "ring", a.device ? a.device : a.ring);
     rc = db_version_get(srv->db, a.model, a.version, &v);
     if (rc == EF_ENOENT) {
         r = http_reply_error(req, 404, "not_found", "no version %s@%lld", a.model,
@@ -121,8 +116,8 @@ enum MHD_Result api_assignments_create(struct request *req)
     }
     if (a.device) {
         rc = assign_version(srv, a.device, a.slot, &v, NULL, &seq);
-        if (rc == 0 && !(assigned = json_pack("[{s:s, s:I}]", "device_id", a.device, "seq",
-                                              (json_int_t)seq)))
+        if (rc == 0 &&
+            !(assigned = json_pack("[{s:s, s:I}]", "device_id", a.device, "seq", (json_int_t)seq)))
             rc = EF_ENOMEM;
     } else {
         rc = assign_ring(srv, a.ring, a.slot, &v, NULL, &assigned);
@@ -131,12 +126,13 @@ enum MHD_Result api_assignments_create(struct request *req)
         r = reply_refused(req, &a, rc);
         goto out;
     }
-    used = strlen(req->audit_detail);
     if (a.device)
-        snprintf(req->audit_detail + used, sizeof(req->audit_detail) - used, " (seq %lld)",
+        snprintf(req->audit_detail, sizeof(req->audit_detail), "%s@%lld%s -> device %s (seq %lld)",
+                 a.model, (long long)a.version, a.slot == EF_SLOT_SHADOW ? " shadow" : "", a.device,
                  (long long)seq);
     else
-        snprintf(req->audit_detail + used, sizeof(req->audit_detail) - used, " (%zu devices)",
+        snprintf(req->audit_detail, sizeof(req->audit_detail), "%s@%lld%s -> ring %s (%zu devices)",
+                 a.model, (long long)a.version, a.slot == EF_SLOT_SHADOW ? " shadow" : "", a.ring,
                  json_array_size(assigned));
     if (!(doc = json_pack("{s:o}", "assigned", assigned))) {
         r = http_reply_ef_error(req, EF_ENOMEM, "out of memory");

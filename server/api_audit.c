@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #define AUDIT_LIMIT_DEFAULT 100
-#define AUDIT_LIMIT_MAX 1000
+#define AUDIT_LIMIT_MAX     1000
 
 /* Reads query argument key as an integer in min..max into *out, leaving
  * *out alone when the argument is absent. False when it is not such a

@@ -141,10 +141,6 @@ enum MHD_Result api_device_update(struct request *req)
         r = http_replied(req);
         goto out;
     }
-    ring = json_string_value(json_object_get(body, "ring"));
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "device:%s%s%s%s%s%s", id,
-             c.set_ring ? " ring=" : "", c.set_ring ? (ring ? ring : "null") : "",
-             c.class ? " class=" : "", c.class ? c.class : "", c.tags ? " tags" : "");
     rc = db_device_update(req->srv->db, id, &c);
     if (rc == EF_ENOENT) {
         r = http_reply_error(req, 404, "not_found", "no device %s", id);
@@ -154,6 +150,10 @@ enum MHD_Result api_device_update(struct request *req)
         r = http_reply_ef_error(req, rc, "could not change the device");
         goto out;
     }
+    ring = json_string_value(json_object_get(body, "ring"));
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "device:%s%s%s%s%s%s", id,
+             c.set_ring ? " ring=" : "", c.set_ring ? (ring ? ring : "null") : "",
+             c.class ? " class=" : "", c.class ? c.class : "", c.tags ? " tags" : "");
     r = reply_device(req, id);
 out:
     json_decref(body);

@@ -16,12 +16,12 @@
 
 #include <string.h>
 
-#define ENROLL_USES_DEFAULT 1
-#define ENROLL_USES_MAX 100000
+#define ENROLL_USES_DEFAULT  1
+#define ENROLL_USES_MAX      100000
 #define ENROLL_TTL_DEFAULT_S 86400
-#define ENROLL_TTL_MIN_S 60
-#define ENROLL_TTL_MAX_S 31536000 /* a year */
-#define DEFAULT_CLASS "default"
+#define ENROLL_TTL_MIN_S     60
+#define ENROLL_TTL_MAX_S     31536000 /* a year */
+#define DEFAULT_CLASS        "default"
 
 /* Reads optional integer member key into *out (unchanged when absent or
  * null). False when it is present but not an integer in min..max. */
@@ -104,9 +104,8 @@ out:
  * body class that differs from the token's is EF_EMISMATCH. *used_class
  * receives the class enrolled. EF_ENOENT (the token is used up or expired),
  * EF_EEXIST (device id taken), EF_EMISMATCH, EF_EDB. */
-static int enroll_tx(struct db *db, int64_t token_id, const char *device_id,
-                     const char *token_hash, const char *class, const json_t *tags,
-                     char used_class[DB_CLASS_SIZE])
+static int enroll_tx(struct db *db, int64_t token_id, const char *device_id, const char *token_hash,
+                     const char *class, const json_t *tags, char used_class[DB_CLASS_SIZE])
 {
     char token_class[DB_CLASS_SIZE] = "";
     int64_t now = ef_now_ms();
@@ -120,7 +119,9 @@ static int enroll_tx(struct db *db, int64_t token_id, const char *device_id,
         goto out;
     }
     snprintf(used_class, DB_CLASS_SIZE, "%s",
-             class ? class : token_class[0] ? token_class : DEFAULT_CLASS);
+             class            ? class
+             : token_class[0] ? token_class
+                              : DEFAULT_CLASS);
     rc = db_device_create(db, device_id, token_hash, used_class, tags, now);
 out:
     if (rc == EF_EMISMATCH)
@@ -167,7 +168,6 @@ enum MHD_Result api_enroll(struct request *req)
                              DB_TAGS_MAX, DB_TAG_VALUE_MAX);
         goto out;
     }
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "device:%s", device_id);
     ef_token_generate(AUTH_PREFIX_DEVICE, token);
     ef_token_hash(token, hash);
     rc = enroll_tx(srv->db, req->who.token_id, device_id, hash, class, tags, used_class);
@@ -177,8 +177,7 @@ enum MHD_Result api_enroll(struct request *req)
         goto out;
     }
     if (rc == EF_EEXIST) {
-        r = http_reply_error(req, 409, "device_exists", "device %s is already enrolled",
-                             device_id);
+        r = http_reply_error(req, 409, "device_exists", "device %s is already enrolled", device_id);
         goto out;
     }
     if (rc == EF_EMISMATCH) {

@@ -98,7 +98,6 @@ enum MHD_Result api_rings_create(struct request *req)
         r = http_replied(req);
         goto out;
     }
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "ring:%s", name);
     rc = db_ring_create(req->srv->db, name, position, selector, ef_now_ms());
     if (rc == EF_EEXIST) {
         r = http_reply_error(req, 409, "ring_exists", "ring %s exists", name);
@@ -108,6 +107,7 @@ enum MHD_Result api_rings_create(struct request *req)
         r = http_reply_ef_error(req, rc, "could not create the ring");
         goto out;
     }
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "ring:%s", name);
     r = reply_ring(req, 201, name);
 out:
     json_decref(body);
@@ -145,8 +145,6 @@ enum MHD_Result api_ring_update(struct request *req)
         r = http_reply_error(req, 422, "unprocessable", "ring default cannot have a selector");
         goto out;
     }
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "ring:%s%s%s", name,
-             position ? " position" : "", selector ? " selector" : "");
     rc = db_ring_update(req->srv->db, name, position, selector);
     if (rc == EF_ENOENT) {
         r = http_reply_error(req, 404, "not_found", "no ring %s", name);
@@ -156,6 +154,8 @@ enum MHD_Result api_ring_update(struct request *req)
         r = http_reply_ef_error(req, rc, "could not change the ring");
         goto out;
     }
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "ring:%s%s%s", name,
+             position ? " position" : "", selector ? " selector" : "");
     r = reply_ring(req, 200, name);
 out:
     json_decref(body);

@@ -98,7 +98,6 @@ enum MHD_Result api_token_revoke(struct request *req)
     int rc;
     if (!*param || *end || id < 1 || (param[0] < '0' || param[0] > '9'))
         return http_reply_error(req, 404, "not_found", "no token %.32s", param);
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "token:%lld", id);
     rc = db_api_token_revoke(req->srv->db, id, ef_now_ms(), role);
     if (rc == EF_ENOENT)
         return http_reply_error(req, 404, "not_found", "no token %lld", id);

@@ -60,8 +60,8 @@ static struct ef_slot *slot_build(const struct db_slot *s)
     char manifest[URL_SIZE], signature[URL_SIZE], artifact[URL_SIZE];
     snprintf(manifest, sizeof(manifest), "/api/v1/models/%s/versions/%lld/manifest", s->model,
              (long long)s->version);
-    snprintf(signature, sizeof(signature), "/api/v1/models/%s/versions/%lld/manifest.sig",
-             s->model, (long long)s->version);
+    snprintf(signature, sizeof(signature), "/api/v1/models/%s/versions/%lld/manifest.sig", s->model,
+             (long long)s->version);
     snprintf(artifact, sizeof(artifact), "/api/v1/models/%s/versions/%lld/artifact", s->model,
              (long long)s->version);
     return ef_slot_new(s->model, s->version, manifest, signature, artifact, s->sha256, s->size,
@@ -73,8 +73,8 @@ static struct ef_slot *slot_build(const struct db_slot *s)
  * new signed envelope (malloc'd) or NULL when nothing changed; *seq the
  * device's seq either way. Errors as assign_version. */
 static int issue(struct server *srv, const char *device_id, enum ef_slot_kind slot,
-                 const struct db_version *v, const char *class, const char *rollout_id,
-                 int64_t now, int64_t *seq, char **envelope)
+                 const struct db_version *v, const char *class, const char *rollout_id, int64_t now,
+                 int64_t *seq, char **envelope)
 {
     struct db_desired d;
     struct db_slot *s;
@@ -118,8 +118,8 @@ static int issue(struct server *srv, const char *device_id, enum ef_slot_kind sl
         rc = EF_ENOMEM;
         goto out;
     }
-    rc = db_device_desired_store(srv->db, device_id, a.seq, *envelope, slot, v->id, rollout_id,
-                                 now);
+    rc =
+        db_device_desired_store(srv->db, device_id, a.seq, *envelope, slot, v->id, rollout_id, now);
     if (rc == 0)
         *seq = a.seq;
 out:
@@ -201,12 +201,11 @@ int assign_ring(struct server *srv, const char *ring, enum ef_slot_kind slot,
         const char *id = json_string_value(json_array_get(ids, i));
         int64_t seq = 0;
         if ((rc = issue(srv, id, slot, v, class, rollout_id, now, &seq, &envelopes[i])) != 0) {
-            ef_warn("assign_ring_refused", "ring=%s device=%s error=%s", ring, id,
-                    ef_errname(rc));
+            ef_warn("assign_ring_refused", "ring=%s device=%s error=%s", ring, id, ef_errname(rc));
             goto out;
         }
-        if (json_array_append_new(result, json_pack("{s:s, s:I}", "device_id", id, "seq",
-                                                     (json_int_t)seq)) != 0) {
+        if (json_array_append_new(
+                result, json_pack("{s:s, s:I}", "device_id", id, "seq", (json_int_t)seq)) != 0) {
             rc = EF_ENOMEM;
             goto out;
         }

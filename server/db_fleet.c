@@ -16,31 +16,33 @@
  * exactly what ef_time_format writes. */
 #define SQL_TIME(col) "strftime('%Y-%m-%dT%H:%M:%fZ', " col " / 1000.0, 'unixepoch')"
 
+/* clang-format off */
 /* The device object's columns; used with the FROM clause DEVICE_FROM. */
-#define DEVICE_COLUMNS                                                                          \
-    "d.id AS id, d.class AS class, r.name AS ring, d.tags AS tags_json,"                        \
-    " d.online AS online,"                                                                      \
-    " " SQL_TIME("d.last_seen") " AS last_seen,"                                               \
-    " " SQL_TIME("d.enrolled_at") " AS enrolled_at,"                                           \
-    " d.desired_seq AS desired_seq,"                                                            \
-    " (SELECT json_group_object(s.slot, json_object('name', m.name, 'version', v.version,"     \
-    "   'state', s.state, 'reason', s.reason))"                                                 \
-    "    FROM device_slots s JOIN model_versions v ON v.id = s.version_id"                      \
-    "    JOIN models m ON m.id = v.model_id WHERE s.device_id = d.id) AS slots_json,"           \
-    " (SELECT json_group_object(p.slot, json_object('model', p.model, 'version', p.version,"   \
-    "   'state', p.state, 'reason', p.reason, 'updated_at', " SQL_TIME("p.updated_at") "))"    \
+#define DEVICE_COLUMNS                                                                             \
+    "d.id AS id, d.class AS class, r.name AS ring, d.tags AS tags_json,"                           \
+    " d.online AS online,"                                                                         \
+    " " SQL_TIME("d.last_seen") " AS last_seen,"                                                   \
+    " " SQL_TIME("d.enrolled_at") " AS enrolled_at,"                                               \
+    " CASE WHEN d.desired IS NULL THEN 0 ELSE d.desired_seq END AS desired_seq,"                   \
+    " (SELECT json_group_object(s.slot, json_object('name', m.name, 'version', v.version,"         \
+    "   'state', s.state, 'reason', s.reason))"                                                    \
+    "    FROM device_slots s JOIN model_versions v ON v.id = s.version_id"                         \
+    "    JOIN models m ON m.id = v.model_id WHERE s.device_id = d.id) AS slots_json,"              \
+    " (SELECT json_group_object(p.slot, json_object('model', p.model, 'version', p.version,"       \
+    "   'state', p.state, 'reason', p.reason, 'updated_at', " SQL_TIME("p.updated_at") "))"        \
     "    FROM device_reported p WHERE p.device_id = d.id) AS reported_json"
-#define DEVICE_FROM                                                                             \
-    " FROM devices d JOIN device_rings dr ON dr.device_id = d.id"                               \
+#define DEVICE_FROM                                                                                \
+    " FROM devices d JOIN device_rings dr ON dr.device_id = d.id"                                  \
     " JOIN rings r ON r.id = dr.ring_id WHERE d.decommissioned_at IS NULL"
 
 /* The ring object's columns and FROM clause. */
-#define RING_SELECT                                                                             \
-    "SELECT r.name AS name, r.position AS position, r.selector AS selector_json,"              \
-    " COALESCE(c.n, 0) AS devices FROM rings r LEFT JOIN"                                       \
-    " (SELECT dr.ring_id AS ring_id, count(*) AS n FROM device_rings dr"                        \
-    "   JOIN devices d ON d.id = dr.device_id WHERE d.decommissioned_at IS NULL"                \
+#define RING_SELECT                                                                                \
+    "SELECT r.name AS name, r.position AS position, r.selector AS selector_json,"                  \
+    " COALESCE(c.n, 0) AS devices FROM rings r LEFT JOIN"                                          \
+    " (SELECT dr.ring_id AS ring_id, count(*) AS n FROM device_rings dr"                           \
+    "   JOIN devices d ON d.id = dr.device_id WHERE d.decommissioned_at IS NULL"                   \
     "   GROUP BY dr.ring_id) c ON c.ring_id = r.id"
+/* clang-format on */
 
 /* The device action state a slot takes from a reported state: the agent's
  * own steps between download and activation (staged, self-test) are part of
@@ -93,8 +95,7 @@ static void rows_bool(json_t *rows, const char *key)
 {
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row)
-        object_bool(row, key);
+    json_array_foreach(rows, i, row) object_bool(row, key);
 }
 
 /* Steps a statement expected to return at most one row: 0 with the row
@@ -174,10 +175,10 @@ out:
 
 int db_api_tokens_list(struct db *db, json_t **out)
 {
-    static const char sql[] =
-        "SELECT id, NULLIF(name, '') AS name, role, " SQL_TIME("created_at") " AS created_at,"
-        " revoked_at IS NOT NULL AS revoked"
-        " FROM api_tokens ORDER BY id";
+    static const char sql[] = "SELECT id, NULLIF(name, '') AS name, role, " SQL_TIME(
+        "created_at") " AS created_at,"
+                      " revoked_at IS NOT NULL AS revoked"
+                      " FROM api_tokens ORDER BY id";
     int rc = EF_EDB;
     *out = NULL;
     db_lock(db);
@@ -658,9 +659,9 @@ out:
     return rc;
 }
 
-int db_device_desired_store(struct db *db, const char *device_id, int64_t seq,
-                            const char *envelope, enum ef_slot_kind slot, int64_t version_id,
-                            const char *rollout_id, int64_t now)
+int db_device_desired_store(struct db *db, const char *device_id, int64_t seq, const char *envelope,
+                            enum ef_slot_kind slot, int64_t version_id, const char *rollout_id,
+                            int64_t now)
 {
     static const char sql_device[] =
         "UPDATE devices SET desired_seq = ?2, desired = ?3"
@@ -713,13 +714,12 @@ out:
 
 /* ---- rings ---- */
 
-int db_ring_create(struct db *db, const char *name, const int64_t *position,
-                   const json_t *selector, int64_t now)
+int db_ring_create(struct db *db, const char *name, const int64_t *position, const json_t *selector,
+                   int64_t now)
 {
-    static const char sql[] =
-        "INSERT INTO rings (name, position, selector, created_at) VALUES (?1,"
-        " COALESCE(?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM rings"
-        "               WHERE name != 'default')), ?3, ?4)";
+    static const char sql[] = "INSERT INTO rings (name, position, selector, created_at) VALUES (?1,"
+                              " COALESCE(?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM rings"
+                              "               WHERE name != 'default')), ?3, ?4)";
     sqlite3_stmt *st = NULL;
     char *selector_json = NULL;
     int rc = tags_text(selector, &selector_json);
@@ -787,8 +787,7 @@ int db_rings_list(struct db *db, json_t **out)
     return rc;
 }
 
-int db_ring_update(struct db *db, const char *name, const int64_t *position,
-                   const json_t *selector)
+int db_ring_update(struct db *db, const char *name, const int64_t *position, const json_t *selector)
 {
     static const char sql[] = "UPDATE rings SET position = COALESCE(?2, position),"
                               " selector = COALESCE(?3, selector) WHERE name = ?1";

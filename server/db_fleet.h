@@ -24,10 +24,10 @@
 
 struct db;
 
-#define DB_CLASS_SIZE 65      /* a device class: a name (ef_name_valid) and a NUL */
-#define DB_ROLLOUT_ID_SIZE 65 /* a rollout id as stored in a slot, and a NUL */
-#define DB_TAGS_MAX 32        /* keys in a device's tags or a ring's selector */
-#define DB_TAG_VALUE_MAX 256  /* bytes of one tag value */
+#define DB_CLASS_SIZE      65  /* a device class: a name (ef_name_valid) and a NUL */
+#define DB_ROLLOUT_ID_SIZE 65  /* a rollout id as stored in a slot, and a NUL */
+#define DB_TAGS_MAX        32  /* keys in a device's tags or a ring's selector */
+#define DB_TAG_VALUE_MAX   256 /* bytes of one tag value */
 
 /* True when tags is what device tags and ring selectors must be: an object
  * of at most DB_TAGS_MAX keys that are names (ef_name_valid) with string
@@ -100,7 +100,7 @@ struct db_device_filter {
     const char *ring;      /* effective ring name */
     const char *class;     /* device class */
     const char *tag_key;   /* with tag_value: tags[tag_key] == tag_value */
-    const char *tag_value;
+    const char *tag_value; /* see tag_key */
     const bool *online;    /* online state */
 };
 
@@ -110,10 +110,10 @@ int db_devices_list(struct db *db, const struct db_device_filter *filter, json_t
 /* What db_device_update changes; NULL pointers and a false set_ring keep
  * the current value. */
 struct db_device_change {
-    bool set_ring;         /* change the explicit ring */
-    int64_t ring_id;       /* ring row id, or 0: back to the selector or default */
-    const char *class;     /* new class */
-    const json_t *tags;    /* new tags (borrowed) */
+    bool set_ring;      /* change the explicit ring */
+    int64_t ring_id;    /* ring row id, or 0: back to the selector or default */
+    const char *class;  /* new class */
+    const json_t *tags; /* new tags (borrowed) */
 };
 
 /* Applies a change to an active device. EF_ENOENT (device), EF_ECONFLICT
@@ -150,14 +150,14 @@ int db_device_desired(struct db *db, const char *device_id, int64_t known_seq, i
 
 /* One slot the server wants filled on a device. */
 struct db_slot {
-    bool set;                              /* false: the slot is empty */
-    int64_t version_id;                    /* model_versions row */
-    char model[65];                        /* model name */
-    int64_t version;                       /* version number */
-    char sha256[EF_HEX256_SIZE];           /* of the artifact */
-    int64_t size;                          /* artifact bytes */
-    char rollout_id[DB_ROLLOUT_ID_SIZE];   /* "" for a direct assignment */
-    char state[16];                        /* device action state, e.g. "pending" */
+    bool set;                            /* false: the slot is empty */
+    int64_t version_id;                  /* model_versions row */
+    char model[65];                      /* model name */
+    int64_t version;                     /* version number */
+    char sha256[EF_HEX256_SIZE];         /* of the artifact */
+    int64_t size;                        /* artifact bytes */
+    char rollout_id[DB_ROLLOUT_ID_SIZE]; /* "" for a direct assignment */
+    char state[16];                      /* device action state, e.g. "pending" */
 };
 
 /* What an assignment starts from: the device's class, desired_seq and
@@ -175,17 +175,17 @@ int db_device_desired_load(struct db *db, const char *device_id, struct db_desir
  * stored one, and sets the slot to version_id in state pending (rollout_id
  * may be NULL). Call inside a db_tx_begin with db_device_desired_load.
  * EF_ENOENT, EF_ESTALE (seq not above the stored one), EF_EDB. */
-int db_device_desired_store(struct db *db, const char *device_id, int64_t seq,
-                            const char *envelope, enum ef_slot_kind slot, int64_t version_id,
-                            const char *rollout_id, int64_t now);
+int db_device_desired_store(struct db *db, const char *device_id, int64_t seq, const char *envelope,
+                            enum ef_slot_kind slot, int64_t version_id, const char *rollout_id,
+                            int64_t now);
 
 /* ---- rings ---- */
 
 /* Creates a ring. position NULL: after the last ring other than default.
  * selector (borrowed, tags a device must all have) may be NULL for none.
  * EF_EEXIST, EF_EINVAL (selector), EF_EDB. */
-int db_ring_create(struct db *db, const char *name, const int64_t *position,
-                   const json_t *selector, int64_t now);
+int db_ring_create(struct db *db, const char *name, const int64_t *position, const json_t *selector,
+                   int64_t now);
 
 /* Looks up a ring's row id. EF_ENOENT, EF_EDB. */
 int db_ring_id(struct db *db, const char *name, int64_t *id);

@@ -260,9 +260,7 @@ static bool pattern_match(const char *pattern, const char *path,
     return *p == '\0' && *u == '\0';
 }
 
-/* Finds the route for method and path. *path_known is set when some route has
- * this path with another method (for 405 and its Allow header). */
-static const struct route *route_find(const char *method, const char *path,
+const struct route *http_route_find(const char *method, const char *path,
                                       char params[HTTP_MAX_PARAMS][HTTP_PARAM_SIZE],
                                       char *allow, size_t allow_size)
 {
@@ -500,7 +498,7 @@ static enum MHD_Result request_begin(struct server *srv, struct MHD_Connection *
     req->started_us = mono_us();
     *con_cls = req;
 
-    req->route = route_find(method, url, req->params, req->allow, sizeof(req->allow));
+    req->route = http_route_find(method, url, req->params, req->allow, sizeof(req->allow));
     if (!req->route && req->allow[0])
         return http_reply_error(req, 405, "method_not_allowed", "%s takes only %s", url,
                                 req->allow);

@@ -106,6 +106,14 @@ int http_start(struct server *srv, struct http **out);
 /* Stops the daemon and waits for in-flight requests; accepts NULL. */
 void http_stop(struct http *h);
 
+/* Finds the route of method and path in the route table, capturing its {x}
+ * segments into params. When no route matches but the path is known with
+ * other methods, allow receives them ("GET, POST") for 405's Allow header,
+ * else the empty string. Returns NULL when nothing matches. */
+const struct route *http_route_find(const char *method, const char *path,
+                                    char params[HTTP_MAX_PARAMS][HTTP_PARAM_SIZE], char *allow,
+                                    size_t allow_size);
+
 /* Returns the captured path segment i (borrowed). */
 const char *http_param(const struct request *req, size_t i);
 

@@ -167,6 +167,7 @@ for target in server hello; do
 done
 
 NM_BEFORE=$(metric edgefleet_desired_not_modified_total)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq "$ROUNDS"); do
     for target in server hello; do
         url=$SERVER_URL
@@ -180,9 +181,14 @@ NM_AFTER=$(metric edgefleet_desired_not_modified_total)
 
 # ---- the report ---------------------------------------------------------
 # The device token is a secret: the printed commands show a placeholder.
+# shell_join ARGS...: one command line, quoted so that it can be pasted.
+shell_join() {
+    "$PY" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@"
+}
 wrk_cmd "URL" "$DURATION"
-WRK_SHOWN="${WRK[*]}"
+WRK_SHOWN=$(shell_join "${WRK[@]}")
 WRK_SHOWN=${WRK_SHOWN//$DEVTOKEN/DEVTOKEN}
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 "$PY" - "$RESULTS_DIR" "$ROUNDS" "$NM_BEFORE" "$NM_AFTER" <<'EOF' | tee "$RESULTS_DIR/report.txt"
 import os, re, statistics, sys
 
@@ -236,9 +242,10 @@ EOF
 cat <<EOF | tee -a "$RESULTS_DIR/report.txt"
 commands:
   mosquitto -c CONF            (listener $MQTT_PORT 127.0.0.1, allow_anonymous true)
-  EF_LOG_LEVEL=warn ${SERVER_CMD[*]}
-  ${HELLO_CMD[*]}
+  EF_LOG_LEVEL=warn $(shell_join "${SERVER_CMD[@]}")
+  $(shell_join "${HELLO_CMD[@]}")
   ${WRK_SHOWN}   (URL = $SERVER_URL or $HELLO_URL)
   order: a ${WARMUP_S}s warm-up of each, then server, hello, repeated $ROUNDS times; machine: $(nproc) cores, $(uname -sr)
+  load average (1, 5, 15 min) before the runs: $LOAD_BEFORE; after: $LOAD_AFTER
 raw wrk outputs: $RESULTS_DIR
 EOF

@@ -591,5 +591,6 @@ class MqttClient:
             raise AssertionError(f"no MQTT message within {timeout}s") from None
 
     def close(self):
-        self.client.loop_stop()
+        # Disconnecting first wakes the network thread, so it ends at once.
         self.client.disconnect()
+        self.client.loop_stop()

@@ -25,14 +25,14 @@
 #include <cmocka.h>
 
 #define HASH(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
-#define NOW 1763805600000LL
+#define NOW     1763805600000LL
 
 struct fixture {
-    char dir[64];         /* mkdtemp directory holding the database */
-    struct server srv;    /* db and server_key set; no broker */
+    char dir[64];      /* mkdtemp directory holding the database */
+    struct server srv; /* db and server_key set; no broker */
     struct ef_keypair release;
-    struct db_version v1; /* thyroid@1, any class */
-    struct db_version v2; /* thyroid@2, any class */
+    struct db_version v1;  /* thyroid@1, any class */
+    struct db_version v2;  /* thyroid@2, any class */
     struct db_version rpi; /* thyroid@3, class rpi4 only */
 };
 
@@ -51,8 +51,8 @@ static void add_version(struct fixture *f, int64_t model_id, int64_t version,
     json_t *doc = json_pack("{s:i, s:s, s:I, s:s, s:s?, s:{s:s, s:i}, s:{s:i}, s:{s:i}, s:s}",
                             "format", 1, "name", "thyroid", "version", (json_int_t)version,
                             "backend", "fann", "device_class", device_class, "artifact", "sha256",
-                            sha, "size", 1000 + (int)version, "input", "size", 21, "output",
-                            "size", 3, "created_at", "2025-11-22T10:00:00.000Z");
+                            sha, "size", 1000 + (int)version, "input", "size", 21, "output", "size",
+                            3, "created_at", "2025-11-22T10:00:00.000Z");
     char *manifest = ef_json_dump(doc);
     assert_non_null(manifest);
     ef_sign_b64(f->release.sk, manifest, strlen(manifest), sig);
@@ -120,9 +120,8 @@ static struct ef_assignment *stored(struct fixture *f, const char *device_id)
     int64_t seq = 0;
     assert_int_equal(db_device_desired(f->srv.db, device_id, -1, &seq, &env, &len), 0);
     assert_non_null(env);
-    assert_int_equal(ef_assignment_verify_parse(env, len, f->srv.server_key.pk, &a, msg,
-                                                sizeof(msg)),
-                     0);
+    assert_int_equal(
+        ef_assignment_verify_parse(env, len, f->srv.server_key.pk, &a, msg, sizeof(msg)), 0);
     assert_int_equal(a->seq, seq);
     free(env);
     return a;
@@ -245,9 +244,8 @@ static void ring_gets_one_assignment_per_device(void **state)
     assert_int_equal(assign_ring(&f->srv, "canary", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned),
                      0);
     assert_int_equal(json_array_size(assigned), 3);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(assigned, 0),
-                                                          "device_id")),
-                        "lab-1");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(assigned, 0), "device_id")), "lab-1");
     assert_int_equal(json_integer_value(json_object_get(json_array_get(assigned, 2), "seq")), 1);
     json_decref(assigned);
     struct ef_assignment *a = stored(f, "lab-2");
@@ -261,8 +259,7 @@ static void ring_gets_one_assignment_per_device(void **state)
     assert_int_equal(json_integer_value(json_object_get(json_array_get(assigned, 0), "seq")), 2);
     json_decref(assigned);
 
-    assert_int_equal(assign_ring(&f->srv, "empty", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned),
-                     0);
+    assert_int_equal(assign_ring(&f->srv, "empty", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned), 0);
     assert_int_equal(json_array_size(assigned), 0);
     json_decref(assigned);
     assert_int_equal(assign_ring(&f->srv, "nope", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned),

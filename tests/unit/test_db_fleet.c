@@ -20,12 +20,12 @@
 #include <cmocka.h>
 
 #define HASH(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
-#define HASH_A HASH("aa")
-#define HASH_B HASH("bb")
-#define HASH_C HASH("cc")
-#define HASH_D HASH("dd")
-#define SHA HASH("ee")
-#define NOW 1763805600000LL /* 2025-11-22T10:00:00.000Z */
+#define HASH_A  HASH("aa")
+#define HASH_B  HASH("bb")
+#define HASH_C  HASH("cc")
+#define HASH_D  HASH("dd")
+#define SHA     HASH("ee")
+#define NOW     1763805600000LL /* 2025-11-22T10:00:00.000Z */
 
 struct fixture {
     char dir[64]; /* mkdtemp directory holding the database */
@@ -233,9 +233,9 @@ static void decommission_keeps_seq_for_reenrollment(void **state)
     assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
     assert_int_equal(json_object_size(json_object_get(d, "slots")), 0);
     json_decref(d);
-    assert_int_equal(db_device_desired_store(f->db, "cam-1", 7, "{}", EF_SLOT_PRODUCTION, ids[0],
-                                             NULL, NOW),
-                     EF_ESTALE);
+    assert_int_equal(
+        db_device_desired_store(f->db, "cam-1", 7, "{}", EF_SLOT_PRODUCTION, ids[0], NULL, NOW),
+        EF_ESTALE);
 }
 
 static void ring_membership_by_selector(void **state)
@@ -334,18 +334,16 @@ static void report_moves_slot_only_for_wanted_version(void **state)
     json_t *d = NULL, *slot, *rep;
     two_versions(f->db, ids);
     assert_int_equal(enroll(f->db, "cam-1", HASH_A, NULL), 0);
-    assert_int_equal(db_device_desired_store(f->db, "cam-1", 1, "{}", EF_SLOT_PRODUCTION, ids[1],
-                                             "r1", NOW),
-                     0);
+    assert_int_equal(
+        db_device_desired_store(f->db, "cam-1", 1, "{}", EF_SLOT_PRODUCTION, ids[1], "r1", NOW), 0);
     assert_int_equal(db_device_has_version(f->db, "cam-1", ids[1], &yes), 0);
     assert_true(yes);
     assert_int_equal(db_device_has_version(f->db, "cam-1", ids[0], &yes), 0);
     assert_false(yes);
 
     /* News about the old version is recorded but does not finish the new. */
-    assert_int_equal(db_device_report(f->db, "cam-1", "production", "m", 1, "committed", NULL,
-                                      NOW + 1),
-                     0);
+    assert_int_equal(
+        db_device_report(f->db, "cam-1", "production", "m", 1, "committed", NULL, NOW + 1), 0);
     assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
     slot = json_object_get(json_object_get(d, "slots"), "production");
     assert_string_equal(json_string_value(json_object_get(slot, "name")), "m");
@@ -358,17 +356,15 @@ static void report_moves_slot_only_for_wanted_version(void **state)
                         "2025-11-22T10:00:00.001Z");
     json_decref(d);
 
-    assert_int_equal(db_device_report(f->db, "cam-1", "production", "m", 2, "self-test", NULL,
-                                      NOW + 2),
-                     0);
+    assert_int_equal(
+        db_device_report(f->db, "cam-1", "production", "m", 2, "self-test", NULL, NOW + 2), 0);
     assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
     slot = json_object_get(json_object_get(d, "slots"), "production");
     assert_string_equal(json_string_value(json_object_get(slot, "state")), "verifying");
     json_decref(d);
 
-    assert_int_equal(db_device_report(f->db, "cam-1", "production", "m", 2, "failed", "oom",
-                                      NOW + 3),
-                     0);
+    assert_int_equal(
+        db_device_report(f->db, "cam-1", "production", "m", 2, "failed", "oom", NOW + 3), 0);
     assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
     slot = json_object_get(json_object_get(d, "slots"), "production");
     assert_string_equal(json_string_value(json_object_get(slot, "state")), "failed");
@@ -381,9 +377,8 @@ static void report_moves_slot_only_for_wanted_version(void **state)
                      EF_ENOENT);
 
     /* A new assignment of the slot starts again at pending, reason cleared. */
-    assert_int_equal(db_device_desired_store(f->db, "cam-1", 2, "{}", EF_SLOT_PRODUCTION, ids[1],
-                                             NULL, NOW),
-                     0);
+    assert_int_equal(
+        db_device_desired_store(f->db, "cam-1", 2, "{}", EF_SLOT_PRODUCTION, ids[1], NULL, NOW), 0);
     assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
     slot = json_object_get(json_object_get(d, "slots"), "production");
     assert_string_equal(json_string_value(json_object_get(slot, "state")), "pending");
@@ -410,9 +405,9 @@ static void desired_envelope_and_seq(void **state)
     assert_int_equal(db_device_desired_store(f->db, "cam-1", 1, "{\"a\":2}", EF_SLOT_PRODUCTION,
                                              ids[0], NULL, NOW),
                      EF_ESTALE);
-    assert_int_equal(db_device_desired_store(f->db, "cam-9", 5, "{}", EF_SLOT_PRODUCTION, ids[0],
-                                             NULL, NOW),
-                     EF_ENOENT);
+    assert_int_equal(
+        db_device_desired_store(f->db, "cam-9", 5, "{}", EF_SLOT_PRODUCTION, ids[0], NULL, NOW),
+        EF_ENOENT);
     assert_int_equal(db_device_desired(f->db, "cam-1", -1, &seq, &env, &len), 0);
     assert_int_equal(seq, 1);
     assert_non_null(env);
@@ -476,8 +471,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(device_create_get_and_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(decommission_keeps_seq_for_reenrollment, setup, teardown),
         cmocka_unit_test_setup_teardown(ring_membership_by_selector, setup, teardown),
-        cmocka_unit_test_setup_teardown(report_moves_slot_only_for_wanted_version, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(report_moves_slot_only_for_wanted_version, setup, teardown),
         cmocka_unit_test_setup_teardown(desired_envelope_and_seq, setup, teardown),
         cmocka_unit_test(tags_rules),
     };
