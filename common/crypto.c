@@ -59,7 +59,15 @@ int ef_keypair_load(struct ef_keypair *kp, const char *path)
         rc = EF_EPARSE;
         goto out;
     }
-    crypto_sign_ed25519_sk_to_pk(kp->pk, kp->sk);
+    /* The file holds seed and public key; derive the key pair from the seed
+     * so that a corrupted public half is caught here, not as bad signatures. */
+    unsigned char seed[crypto_sign_SEEDBYTES], sk[EF_SK_BYTES];
+    crypto_sign_ed25519_sk_to_seed(seed, kp->sk);
+    crypto_sign_seed_keypair(kp->pk, sk, seed);
+    if (sodium_memcmp(sk, kp->sk, sizeof(sk)) != 0)
+        rc = EF_EPARSE;
+    sodium_memzero(seed, sizeof(seed));
+    sodium_memzero(sk, sizeof(sk));
 out:
     sodium_memzero(text, len);
     free(text);

@@ -46,12 +46,25 @@ static bool strings_ok(const json_t *a, size_t n)
     return true;
 }
 
+/* A histogram: bins+1 strictly increasing edges and bins fractions in [0, 1]
+ * that sum to 1 (within rounding), so drift computed against it means something. */
 static bool histogram_ok(const json_t *h)
 {
     json_t *fractions = json_object_get(h, "fractions");
+    json_t *edges = json_object_get(h, "edges");
     size_t bins = json_array_size(fractions);
-    return json_is_object(h) && bins > 0 && bins <= 1024 && numbers_ok(fractions, bins) &&
-           numbers_ok(json_object_get(h, "edges"), bins + 1);
+    if (!json_is_object(h) || bins == 0 || bins > 1024 || !numbers_ok(fractions, bins) ||
+        !numbers_ok(edges, bins + 1))
+        return false;
+    double sum = 0;
+    for (size_t b = 0; b < bins; b++) {
+        double f = json_number_value(json_array_get(fractions, b));
+        if (f < 0 || f > 1 || !(json_number_value(json_array_get(edges, b)) <
+                                json_number_value(json_array_get(edges, b + 1))))
+            return false;
+        sum += f;
+    }
+    return fabs(sum - 1.0) < 1e-6;
 }
 
 static int validate_io(json_t *doc, const char *key, const char *names_key, size_t *size,
@@ -122,9 +135,9 @@ static int validate(struct ef_manifest *m, char *msg, size_t msg_size)
             json_array_size(output) != m->output_size)
             return fail(msg, msg_size, "baseline needs one histogram per input and per output");
         json_array_foreach(features, i, v) if (!histogram_ok(v)) return fail(
-            msg, msg_size, "baseline.features[%zu] must be {edges[bins+1], fractions[bins]}", i);
+            msg, msg_size, "baseline.features[%zu] must be {edges[bins+1] increasing, fractions[bins] summing to 1}", i);
         json_array_foreach(output, i, v) if (!histogram_ok(v)) return fail(
-            msg, msg_size, "baseline.output[%zu] must be {edges[bins+1], fractions[bins]}", i);
+            msg, msg_size, "baseline.output[%zu] must be {edges[bins+1] increasing, fractions[bins] summing to 1}", i);
     }
     if (!json_is_string(json_object_get(doc, "created_at")))
         return fail(msg, msg_size, "created_at must be an RFC 3339 time");

@@ -6,6 +6,7 @@ changes (models, versions, devices). Then the audit trail of changes and
 refusals, and the append-only audit table."""
 
 import json
+import re
 import socket
 import sqlite3
 import time
@@ -147,6 +148,20 @@ CASES = [
      lambda w: w.server.request("GET", "/api/v1/nope"), 404, "no_route"),
     ("missing_model",
      lambda w: w.server.admin("GET", "/api/v1/models/no-such-model"), 404, "not_found"),
+    ("dot_dot_model_name",
+     lambda w: w.server.admin("GET", "/api/v1/models/%2e%2e/versions/1/artifact"), 404, None),
+    ("slash_in_model_name",
+     lambda w: w.server.admin("GET", "/api/v1/models/..%2f..%2fkeys/versions/1/artifact"),
+     404, None),
+    ("overlong_path_segment",
+     lambda w: w.server.admin("GET", "/api/v1/models/" + "a" * 300), 404, None),
+    # schema/openapi.yaml: an invalid field is 400 bad_request (components/
+    # responses/BadRequest, whose example is exactly this one).
+    ("invalid_model_name",
+     lambda w: json_post(w, "/api/v1/models", b'{"name":"Not A Name!"}'), 400, "bad_request"),
+    ("invalid_device_id",
+     lambda w: json_post(w, "/api/v1/enroll", b'{"device_id":"../etc"}', token=w.enroll_token),
+     400, "bad_request"),
 ]
 
 
@@ -188,6 +203,24 @@ def test_revoked_token_is_401(world):
     assert r.status == 204, r
     ef.assert_error(server.request("GET", "/api/v1/models", token=created["token"]), 401,
                     "unauthenticated")
+
+
+def test_revoking_the_last_admin_token_is_refused(world):
+    server = world.server
+    tokens = server.get_json("/api/v1/tokens")["tokens"]
+    admins = [t for t in tokens if t["role"] == "admin" and not t["revoked"]]
+    assert len(admins) == 1
+    r = server.admin("DELETE", f"/api/v1/tokens/{admins[0]['id']}")
+    ef.assert_error(r, 409)
+    assert server.request("GET", "/api/v1/tokens", token=server.admin_token).status == 200
+
+
+def test_cli_prints_an_api_error_in_one_line_and_fails(world):
+    rc, out, err = world.server.cli("model", "list", token="efa_" + "C" * 43)
+    assert rc != 0
+    assert out == ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unauthenticated" in lines[0], err
 
 
 def oversized_model_body():
@@ -245,7 +278,9 @@ def test_truncated_upload_leaves_nothing_behind(world, thyroid_net):
     s = socket.create_connection((ef.HOST, server.port), timeout=5)
     try:
         s.sendall(head + sent)
-        time.sleep(0.5)  # let the server receive and spool part of it
+        # The server spools the artifact part to DATA_DIR/tmp as it comes.
+        ef.wait_until(lambda: server.tmp_files() != [], 3,
+                      what="the partial upload spooled to tmp/")
     finally:
         s.close()
     ef.wait_until(lambda: server.tmp_files() == [], 5,
@@ -377,3 +412,19 @@ def test_audit_table_refuses_update_and_delete(world):
         assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] >= n
     finally:
         db.close()
+
+
+def test_audit_entries_match_the_openapi_schema(world):
+    """AuditEntry in schema/openapi.yaml: status is an HTTP status (100..599),
+    ts an RFC 3339 time, and the rest strings. Runs after the aborted
+    uploads above, whose entries are included."""
+    import re
+    entries = audit_entries(world.server, limit=1000)
+    assert entries
+    for e in entries:
+        assert isinstance(e["id"], int) and e["id"] >= 1, e
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+                            e["ts"]), e
+        assert isinstance(e["actor"], str) and isinstance(e["action"], str), e
+        assert isinstance(e["outcome"], str) and e["outcome"], e
+        assert isinstance(e["status"], int) and 100 <= e["status"] <= 599, e

@@ -3,7 +3,11 @@
 state a device polls (ETag, If-None-Match, seq), with device tokens limited
 to their own state and to the versions assigned to them."""
 
+import sqlite3
+import time
+
 import pytest
+import yaml
 
 import edgefleet_fixtures as ef
 
@@ -82,6 +86,38 @@ def test_enrollment_token_with_uses_enrolls_that_many(fleet):
         assert r.status == 201, r
     ef.assert_error(server.request("POST", "/api/v1/enroll", {"device_id": "multi-3"},
                                    token=token), 401, "unauthenticated")
+
+
+def test_expired_enrollment_token_is_401(fleet):
+    server = fleet.server
+    created = server.cli_json("enroll-token", "create", "--uses", "3")
+    # Expire it in the database rather than waiting out the shortest TTL.
+    db = sqlite3.connect(str(server.data_dir / "edgefleet.db"), timeout=10)
+    try:
+        with db:
+            n = db.execute("UPDATE enroll_tokens SET expires_at = ? WHERE id = ?",
+                           (int(time.time() * 1000) - 1000, created["id"])).rowcount
+        assert n == 1
+    finally:
+        db.close()
+    ef.assert_error(server.request("POST", "/api/v1/enroll", {"device_id": "late-1"},
+                                   token=created["token"]), 401, "unauthenticated")
+
+
+def test_enroll_token_ttl_accepts_the_openapi_minimum(fleet):
+    with open(ef.SOURCE_DIR / "schema" / "openapi.yaml") as f:
+        schema = yaml.safe_load(f)["components"]["schemas"]["EnrollTokenCreate"]
+    minimum = schema["properties"]["ttl_seconds"]["minimum"]
+    r = fleet.server.admin("POST", "/api/v1/enroll-tokens", {"ttl_seconds": minimum})
+    assert r.status == 201, f"ttl_seconds={minimum} (openapi minimum) refused: {r!r}"
+
+
+def test_enrollment_token_class_becomes_the_device_class(fleet):
+    server = fleet.server
+    token = server.cli_json("enroll-token", "create", "--class", "pi4")["token"]
+    r = server.request("POST", "/api/v1/enroll", {"device_id": "classy-1"}, token=token)
+    assert r.status == 201, r
+    assert device_show(server, "classy-1")["class"] == "pi4"
 
 
 def test_enrolling_an_existing_id_is_409_and_keeps_the_use(fleet):
