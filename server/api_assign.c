@@ -22,8 +22,8 @@ struct assign_request {
     enum ef_slot_kind slot; /* default production */
 };
 
-/* Reads and checks the body; replies 422 itself and returns false when it
- * is malformed. */
+/* Reads and checks the body; replies itself (400 for an unknown member, 400
+ * for an invalid or missing field) and returns false when it is not right. */
 static bool assign_request_or_reply(struct request *req, const json_t *body,
                                     struct assign_request *a)
 {
@@ -33,37 +33,37 @@ static bool assign_request_or_reply(struct request *req, const json_t *body,
     memset(a, 0, sizeof(*a));
     a->slot = EF_SLOT_PRODUCTION;
     if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
         return false;
     }
     a->model = ef_json_str(body, "model");
     if (!ef_name_valid(a->model) || ef_json_int(body, "version", &a->version) != 0 ||
         a->version < 1) {
-        http_reply_error(req, 422, "unprocessable",
+        http_reply_error(req, 400, "bad_request",
                          "model must be a model name and version an integer >= 1");
         return false;
     }
     device = json_object_get(body, "device");
     ring = json_object_get(body, "ring");
     if (!device == !ring) {
-        http_reply_error(req, 422, "unprocessable", "give exactly one of device and ring");
+        http_reply_error(req, 400, "bad_request", "give exactly one of device and ring");
         return false;
     }
     a->device = json_string_value(device);
     a->ring = json_string_value(ring);
     if (device && !ef_device_id_valid(a->device)) {
-        http_reply_error(req, 422, "invalid_device_id",
+        http_reply_error(req, 400, "bad_request",
                          "device must be 1..64 of [A-Za-z0-9._-], not starting with . or -");
         return false;
     }
     if (ring && !ef_name_valid(a->ring)) {
-        http_reply_error(req, 422, "unprocessable", "ring must be a ring name");
+        http_reply_error(req, 400, "bad_request", "ring must be a ring name");
         return false;
     }
     if (json_object_get(body, "slot")) {
         slot = ef_json_str(body, "slot");
         if (!slot || ef_slot_kind_parse(slot, &a->slot) != 0) {
-            http_reply_error(req, 422, "unprocessable", "slot must be production or shadow");
+            http_reply_error(req, 400, "bad_request", "slot must be production or shadow");
             return false;
         }
     }

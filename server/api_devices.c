@@ -71,8 +71,9 @@ enum MHD_Result api_device_show(struct request *req)
     return reply_device(req, http_param(req, 0));
 }
 
-/* Reads the PATCH body into *c; replies 422 itself and returns false when
- * it is not {ring?, class?, tags?} with at least one of them. */
+/* Reads the PATCH body into *c; replies itself and returns false when it is
+ * not {ring?, class?, tags?} with at least one of them (400 for an unknown
+ * member, 400 for an invalid field, 404 for a ring that does not exist). */
 static bool device_change_or_reply(struct request *req, json_t *body, struct db_device_change *c)
 {
     static const char *const allowed[] = {"ring", "class", "tags", NULL};
@@ -81,23 +82,23 @@ static bool device_change_or_reply(struct request *req, json_t *body, struct db_
     int rc;
     memset(c, 0, sizeof(*c));
     if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
         return false;
     }
     if (json_object_size(body) == 0) {
-        http_reply_error(req, 422, "unprocessable", "give at least one of ring, class, tags");
+        http_reply_error(req, 400, "bad_request", "give at least one of ring, class, tags");
         return false;
     }
     if ((v = json_object_get(body, "ring"))) {
         c->set_ring = true;
         ring = json_string_value(v);
         if (!json_is_null(v) && !(ring && ef_name_valid(ring))) {
-            http_reply_error(req, 422, "unprocessable", "ring must be a ring name or null");
+            http_reply_error(req, 400, "bad_request", "ring must be a ring name or null");
             return false;
         }
         rc = ring ? db_ring_id(req->srv->db, ring, &c->ring_id) : 0;
         if (rc == EF_ENOENT) {
-            http_reply_error(req, 422, "unknown_ring", "no ring %s", ring);
+            http_reply_error(req, 404, "not_found", "no ring %s", ring);
             return false;
         }
         if (rc != 0) {
@@ -108,14 +109,14 @@ static bool device_change_or_reply(struct request *req, json_t *body, struct db_
     if ((v = json_object_get(body, "class"))) {
         c->class = json_string_value(v);
         if (!c->class || !ef_name_valid(c->class)) {
-            http_reply_error(req, 422, "unprocessable",
+            http_reply_error(req, 400, "bad_request",
                              "class must be 1..64 of [a-z0-9._-] starting with a letter or digit");
             return false;
         }
     }
     if ((v = json_object_get(body, "tags"))) {
         if (!db_tags_valid(v)) {
-            http_reply_error(req, 422, "unprocessable",
+            http_reply_error(req, 400, "bad_request",
                              "tags must be an object of at most %d names to strings of at most "
                              "%d bytes",
                              DB_TAGS_MAX, DB_TAG_VALUE_MAX);

@@ -19,7 +19,7 @@
 #define ENROLL_USES_DEFAULT  1
 #define ENROLL_USES_MAX      100000
 #define ENROLL_TTL_DEFAULT_S 86400
-#define ENROLL_TTL_MIN_S     60
+#define ENROLL_TTL_MIN_S     1
 #define ENROLL_TTL_MAX_S     31536000 /* a year */
 #define DEFAULT_CLASS        "default"
 
@@ -61,21 +61,21 @@ enum MHD_Result api_enroll_tokens_create(struct request *req)
     if (!http_json_body_or_reply(req, &body))
         return http_replied(req);
     if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        r = http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        r = http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
         goto out;
     }
     if (!optional_int(body, "uses", 1, ENROLL_USES_MAX, &uses)) {
-        r = http_reply_error(req, 422, "unprocessable", "uses must be an integer in 1..%d",
+        r = http_reply_error(req, 400, "bad_request", "uses must be an integer in 1..%d",
                              ENROLL_USES_MAX);
         goto out;
     }
     if (!optional_int(body, "ttl_seconds", ENROLL_TTL_MIN_S, ENROLL_TTL_MAX_S, &ttl)) {
-        r = http_reply_error(req, 422, "unprocessable", "ttl_seconds must be an integer in %d..%d",
+        r = http_reply_error(req, 400, "bad_request", "ttl_seconds must be an integer in %d..%d",
                              ENROLL_TTL_MIN_S, ENROLL_TTL_MAX_S);
         goto out;
     }
     if (!optional_class(body, &class)) {
-        r = http_reply_error(req, 422, "unprocessable",
+        r = http_reply_error(req, 400, "bad_request",
                              "class must be 1..64 of [a-z0-9._-] starting with a letter or digit");
         goto out;
     }
@@ -144,17 +144,17 @@ enum MHD_Result api_enroll(struct request *req)
     if (!http_json_body_or_reply(req, &body))
         return http_replied(req);
     if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        r = http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        r = http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
         goto out;
     }
     device_id = ef_json_str(body, "device_id");
     if (!ef_device_id_valid(device_id)) {
-        r = http_reply_error(req, 422, "invalid_device_id",
+        r = http_reply_error(req, 400, "bad_request",
                              "device_id must be 1..64 of [A-Za-z0-9._-], not starting with . or -");
         goto out;
     }
     if (!optional_class(body, &class)) {
-        r = http_reply_error(req, 422, "unprocessable",
+        r = http_reply_error(req, 400, "bad_request",
                              "class must be 1..64 of [a-z0-9._-] starting with a letter or digit");
         goto out;
     }
@@ -162,7 +162,7 @@ enum MHD_Result api_enroll(struct request *req)
     if (json_is_null(tags))
         tags = NULL;
     if (tags && !db_tags_valid(tags)) {
-        r = http_reply_error(req, 422, "unprocessable",
+        r = http_reply_error(req, 400, "bad_request",
                              "tags must be an object of at most %d names to strings of at most "
                              "%d bytes",
                              DB_TAGS_MAX, DB_TAG_VALUE_MAX);

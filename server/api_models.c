@@ -103,11 +103,11 @@ enum MHD_Result api_models_create(struct request *req)
     const char *name = ef_json_str(body, "name");
     const json_t *description = json_object_get(body, "description");
     if (!ef_json_keys_allowed(body, model_create_keys, &unknown)) {
-        r = http_reply_error(req, 422, "unprocessable", "unknown key '%s'", unknown);
+        r = http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
         goto out;
     }
     if (!ef_name_valid(name)) {
-        r = http_reply_error(req, 422, "invalid_name",
+        r = http_reply_error(req, 400, "bad_request",
                              "name must be 1..64 of [a-z0-9._-], starting with a letter or digit");
         goto out;
     }
@@ -375,7 +375,7 @@ static bool upload_parts_or_reply(struct request *req, struct upload *up)
     up->name = http_param(req, 0);
     up->artifact = http_part(req, "artifact");
     if (!ef_name_valid(up->name)) {
-        http_reply_error(req, 422, "invalid_name",
+        http_reply_error(req, 400, "bad_request",
                          "a model name must be 1..64 of [a-z0-9._-], starting with a letter or "
                          "digit");
         goto out;
@@ -391,7 +391,7 @@ static bool upload_parts_or_reply(struct request *req, struct upload *up)
         }
     }
     if (!up->artifact || !up->artifact->path) {
-        http_reply_error(req, 400, "missing_artifact",
+        http_reply_error(req, 400, "bad_request",
                          "the model file must be sent as a file part named artifact");
         goto out;
     }
@@ -418,7 +418,7 @@ static bool upload_parts_or_reply(struct request *req, struct upload *up)
             goto out;
         }
         if (!json_is_object(up->meta)) {
-            http_reply_error(req, 422, "unprocessable", "meta must be a JSON object");
+            http_reply_error(req, 400, "bad_request", "meta must be a JSON object");
             goto out;
         }
     }
@@ -463,7 +463,7 @@ static bool version_number_or_reply(struct request *req, struct upload *up)
         return false;
     }
     if (given && (!json_is_integer(given) || json_integer_value(given) < 1)) {
-        http_reply_error(req, 422, "unprocessable", "meta.version must be an integer >= 1");
+        http_reply_error(req, 400, "bad_request", "meta.version must be an integer >= 1");
         return false;
     }
     if (!description_ok(json_object_get(up->meta, "description"))) {

@@ -19,7 +19,7 @@
 
 /* Reads the optional members position and selector of a ring body into
  * *position (NULL when absent) and *selector (borrowed, NULL when absent);
- * replies 422 itself and returns false when one is malformed. */
+ * replies 400 itself and returns false when one is invalid. */
 static bool ring_fields_or_reply(struct request *req, const json_t *body, int64_t *storage,
                                  const int64_t **position, const json_t **selector)
 {
@@ -29,7 +29,7 @@ static bool ring_fields_or_reply(struct request *req, const json_t *body, int64_
     if (p) {
         if (!json_is_integer(p) || json_integer_value(p) < 0 ||
             json_integer_value(p) > POSITION_MAX) {
-            http_reply_error(req, 422, "unprocessable", "position must be an integer in 0..%d",
+            http_reply_error(req, 400, "bad_request", "position must be an integer in 0..%d",
                              POSITION_MAX);
             return false;
         }
@@ -38,7 +38,7 @@ static bool ring_fields_or_reply(struct request *req, const json_t *body, int64_
     }
     if (s) {
         if (!db_tags_valid(s)) {
-            http_reply_error(req, 422, "unprocessable",
+            http_reply_error(req, 400, "bad_request",
                              "selector must be an object of at most %d tag names to strings of "
                              "at most %d bytes",
                              DB_TAGS_MAX, DB_TAG_VALUE_MAX);
@@ -85,12 +85,12 @@ enum MHD_Result api_rings_create(struct request *req)
     if (!http_json_body_or_reply(req, &body))
         return http_replied(req);
     if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        r = http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        r = http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
         goto out;
     }
     name = ef_json_str(body, "name");
     if (!ef_name_valid(name)) {
-        r = http_reply_error(req, 422, "unprocessable",
+        r = http_reply_error(req, 400, "bad_request",
                              "name must be 1..64 of [a-z0-9._-] starting with a letter or digit");
         goto out;
     }
@@ -129,11 +129,11 @@ enum MHD_Result api_ring_update(struct request *req)
     if (!http_json_body_or_reply(req, &body))
         return http_replied(req);
     if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        r = http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        r = http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
         goto out;
     }
     if (json_object_size(body) == 0) {
-        r = http_reply_error(req, 422, "unprocessable", "give position and/or selector");
+        r = http_reply_error(req, 400, "bad_request", "give position and/or selector");
         goto out;
     }
     if (!ring_fields_or_reply(req, body, &storage, &position, &selector)) {

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOKEN_NAME_MAX 63 /* bytes; what the principal and the audit log keep */
+#define TOKEN_NAME_MAX 128 /* bytes (the principal keeps the first 63 for the audit log) */
 
 /* True when name is 1..TOKEN_NAME_MAX bytes without control characters
  * (it appears in audit rows and logs). */
@@ -42,12 +42,12 @@ enum MHD_Result api_tokens_create(struct request *req)
     if (!http_json_body_or_reply(req, &body))
         return http_replied(req);
     if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        r = http_reply_error(req, 422, "unprocessable", "unknown field %s", unknown);
+        r = http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
         goto out;
     }
     role_name = ef_json_str(body, "role");
     if (!role_name || auth_role_parse(role_name, &role) != 0) {
-        r = http_reply_error(req, 422, "unprocessable",
+        r = http_reply_error(req, 400, "bad_request",
                              "role must be one of admin, operator, viewer");
         goto out;
     }
@@ -55,7 +55,7 @@ enum MHD_Result api_tokens_create(struct request *req)
     if (jname && !json_is_null(jname)) {
         name = json_string_value(jname);
         if (!name || !token_name_valid(name)) {
-            r = http_reply_error(req, 422, "unprocessable",
+            r = http_reply_error(req, 400, "bad_request",
                                  "name must be 1..%d bytes without control characters",
                                  TOKEN_NAME_MAX);
             goto out;

@@ -46,7 +46,8 @@ static bool slot_unchanged(const struct db_slot *s, const struct db_version *v,
                            const char *rollout_id)
 {
     static const char *const retry_states[] = {"failed", "rolled_back", "cancelled", NULL};
-    if (!s->set || s->version_id != v->id || strcmp(s->rollout_id, rollout_id ? rollout_id : ""))
+    if (!s->set || s->version_id != v->id ||
+        strcmp(s->rollout_id, rollout_id ? rollout_id : "") != 0)
         return false;
     for (const char *const *r = retry_states; *r; r++)
         if (strcmp(s->state, *r) == 0)

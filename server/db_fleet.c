@@ -111,11 +111,20 @@ static int step_row(struct db *db, sqlite3_stmt *st)
     return rc ? rc : EF_EDB;
 }
 
-/* Copies a text column into a fixed buffer (empty for NULL), truncating. */
+/* Copies a text column into a fixed buffer (empty for NULL), truncating
+ * at a character boundary so that the copy stays valid UTF-8. */
 static void column_copy(sqlite3_stmt *st, int col, char *buf, size_t size)
 {
-    const unsigned char *text = sqlite3_column_text(st, col);
-    snprintf(buf, size, "%s", text ? (const char *)text : "");
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    size_t n = text ? strlen(text) : 0;
+    if (n >= size) {
+        n = size - 1;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--;
+    }
+    if (n)
+        memcpy(buf, text, n);
+    buf[n] = '\0';
 }
 
 /* Runs a write statement and checks it touched a row: EF_ENOENT if not. */
@@ -570,9 +579,12 @@ out:
 int db_device_desired(struct db *db, const char *device_id, int64_t known_seq, int64_t *seq,
                       char **envelope, size_t *len)
 {
-    /* The envelope is not even read when the caller already has this seq. */
+    /* The envelope is not even read when the caller already has this seq.
+     * A device enrolled again keeps its desired_seq but has no envelope:
+     * that is no assignment, seq 0. */
     static const char sql[] =
-        "SELECT desired_seq, CASE WHEN desired_seq = ?2 THEN NULL ELSE desired END"
+        "SELECT CASE WHEN desired IS NULL THEN 0 ELSE desired_seq END,"
+        " CASE WHEN desired IS NULL OR desired_seq = ?2 THEN NULL ELSE desired END"
         " FROM devices WHERE id = ?1 AND decommissioned_at IS NULL";
     const void *bytes;
     size_t n;

@@ -43,8 +43,8 @@ bool db_tags_valid(const json_t *tags);
 int db_api_token_create(struct db *db, const char *name, const char *role, const char *token_hash,
                         int64_t now, int64_t *id);
 
-/* Finds an unrevoked API token by hash; role and name (truncated to fit)
- * are copied out. EF_ENOENT when unknown or revoked, EF_EDB. */
+/* Finds an unrevoked API token by hash; role and name (truncated to fit,
+ * at a UTF-8 character boundary) are copied out. EF_ENOENT when unknown or revoked, EF_EDB. */
 int db_api_token_find(struct db *db, const char *token_hash, int64_t *id, char role[16],
                       char name[64]);
 
@@ -139,8 +139,8 @@ int db_device_report(struct db *db, const char *device_id, const char *slot, con
 /* *yes = whether one of the device's slots wants version row version_id. */
 int db_device_has_version(struct db *db, const char *device_id, int64_t version_id, bool *yes);
 
-/* The desired-state hot path: *seq receives the device's desired_seq (0:
- * no assignment yet) and, unless it equals known_seq, *envelope a new
+/* The desired-state hot path: *seq receives the seq of the device's stored
+ * envelope (0: no assignment since it was enrolled) and, unless it equals known_seq, *envelope a new
  * malloc'd copy of the stored envelope (NUL-terminated, *len bytes); it is
  * NULL when *seq is known_seq or 0. EF_ENOENT, EF_ENOMEM, EF_EDB. */
 int db_device_desired(struct db *db, const char *device_id, int64_t known_seq, int64_t *seq,

@@ -224,7 +224,7 @@ bool http_json_body_or_reply(struct request *req, json_t **out)
     if (!json_is_object(*out)) {
         json_decref(*out);
         *out = NULL;
-        http_reply_error(req, 422, "unprocessable", "the body must be a JSON object");
+        http_reply_error(req, 400, "bad_request", "the body must be a JSON object");
         return false;
     }
     return true;

@@ -127,7 +127,7 @@ const char *http_header(const struct request *req, const char *name);
 const struct upload_part *http_part(const struct request *req, const char *name);
 
 /* Parses the JSON body into *out (new reference) or answers 400
- * malformed_json (or 422 when it is not an object) itself and returns false;
+ * malformed_json (or 400 bad_request when it is not an object) itself and returns false;
  * the handler then returns http_replied(req). */
 bool http_json_body_or_reply(struct request *req, json_t **out);
 

@@ -7,16 +7,18 @@
 #include <stdio.h>
 #include <string.h>
 
+/* schema/json/reported.schema.json: the device action states of DESIGN.md
+ * less `pending` (only the server sets it), plus the agent's own steps. */
 static const char *const known_states[] = {
-    "pending", "notified",  "downloading", "verifying",   "staged",    "self-test",
-    "active",  "committed", "failed",      "rolled_back", "cancelled", NULL,
+    "notified", "downloading", "verifying",   "staged",    "self-test",
+    "active",   "committed",   "rolled_back", "cancelled", "failed", NULL,
 };
 
 int report_parse(const char *payload, size_t len, struct report *out, char *msg,
                  size_t msg_size)
 {
-    static const char *const allowed[] = {"slot",   "model", "version", "state",
-                                          "reason", "seq",   "ts",      NULL};
+    static const char *const allowed[] = {"slot", "model", "version", "state", "reason", "seq",
+                                          NULL};
     const char *slot, *model, *state, *reason = NULL, *unknown = NULL;
     json_int_t version;
     json_t *doc = NULL;
@@ -37,6 +39,15 @@ int report_parse(const char *payload, size_t len, struct report *out, char *msg,
     }
     if (ef_slot_kind_parse(slot, &out->slot) != 0 || !ef_name_valid(model) || version < 1) {
         snprintf(msg, msg_size, "bad slot, model name or version");
+        goto out;
+    }
+    json_t *seq = json_object_get(doc, "seq");
+    if (seq && (!json_is_integer(seq) || json_integer_value(seq) < 1)) {
+        snprintf(msg, msg_size, "seq must be an integer >= 1");
+        goto out;
+    }
+    if (reason && strlen(reason) >= sizeof(out->reason)) {
+        snprintf(msg, msg_size, "reason longer than %zu bytes", sizeof(out->reason) - 1);
         goto out;
     }
     for (const char *const *s = known_states; *s && rc != 0; s++)

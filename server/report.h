@@ -2,9 +2,10 @@
  * report.h - what devices say on their `reported` topic, parsed and checked.
  *
  * Payload: {"slot": "production"|"shadow", "model": NAME, "version": N,
- * "state": STATE, "reason"?: TEXT|null, "seq"?: N, "ts"?: ...}, at most
- * REPORT_MAX_BYTES. STATE is a device action state of DESIGN.md or a step of
- * the agent's deployment state machine (staged, self-test).
+ * "state": STATE, "reason"?: TEXT|null, "seq"?: N}, at most REPORT_MAX_BYTES
+ * (schema/json/reported.schema.json). STATE is a device action state of
+ * DESIGN.md other than pending, or a step of the agent's deployment state
+ * machine (staged, self-test).
  */
 #ifndef EF_REPORT_H
 #define EF_REPORT_H
@@ -15,7 +16,7 @@
 #include <stdint.h>
 
 #define REPORT_MAX_BYTES (16u * 1024u)
-#define REPORT_REASON_SIZE 256
+#define REPORT_REASON_SIZE 513 /* reasons are at most 512 bytes */
 
 struct report {
     enum ef_slot_kind slot;

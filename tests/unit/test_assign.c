@@ -230,6 +230,29 @@ static void class_of_manifest_is_respected(void **state)
     assert_int_equal(seq, 1);
 }
 
+static void seq_continues_after_reenrollment(void **state)
+{
+    struct fixture *f = *state;
+    int64_t seq = 0;
+    char *env = NULL;
+    size_t len = 0;
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq), 0);
+    assert_int_equal(db_device_decommission(f->srv.db, "cam-1", NOW), 0);
+    assert_int_equal(enroll(f->srv.db, "cam-1", "default", NULL), 0);
+    /* No assignment to serve until a new one is made... */
+    assert_int_equal(db_device_desired(f->srv.db, "cam-1", -1, &seq, &env, &len), 0);
+    assert_int_equal(seq, 0);
+    assert_null(env);
+    /* ...and that one is above what the agent accepted before. */
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
+    assert_int_equal(seq, 3);
+    struct ef_assignment *a = stored(f, "cam-1");
+    assert_int_equal(a->seq, 3);
+    assert_int_equal(a->slots[EF_SLOT_PRODUCTION]->version, 1);
+    ef_assignment_free(a);
+}
+
 static void ring_gets_one_assignment_per_device(void **state)
 {
     struct fixture *f = *state;
@@ -286,6 +309,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(shadow_needs_production_and_keeps_it, setup, teardown),
         cmocka_unit_test_setup_teardown(class_of_manifest_is_respected, setup, teardown),
+        cmocka_unit_test_setup_teardown(seq_continues_after_reenrollment, setup, teardown),
         cmocka_unit_test_setup_teardown(ring_gets_one_assignment_per_device, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

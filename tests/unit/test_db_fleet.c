@@ -136,6 +136,21 @@ static void api_tokens_create_find_revoke(void **state)
     assert_int_equal(db_api_token_revoke(f->db, admin2, NOW, NULL), EF_ECONFLICT);
 }
 
+static void long_token_names_are_cut_between_characters(void **state)
+{
+    struct fixture *f = *state;
+    char long_name[129] = "", role[16], name[64];
+    int64_t id = 0;
+    for (int i = 0; i < 40; i++)
+        strcat(long_name, "\xc3\xa9"); /* é: two bytes each, 80 in all */
+    assert_int_equal(db_api_token_create(f->db, long_name, "viewer", HASH_A, NOW, NULL), 0);
+    assert_int_equal(db_api_token_find(f->db, HASH_A, &id, role, name), 0);
+    assert_int_equal(strlen(name), 62); /* 63 would split the 32nd é */
+    json_t *s = json_string(name);      /* NULL for invalid UTF-8 */
+    assert_non_null(s);
+    json_decref(s);
+}
+
 static void enroll_tokens_expire_and_run_out(void **state)
 {
     struct fixture *f = *state;
@@ -227,11 +242,12 @@ static void decommission_keeps_seq_for_reenrollment(void **state)
 
     /* Enrolled again: no assignment, but the next seq continues from 7. */
     assert_int_equal(enroll(f->db, "cam-1", HASH_B, NULL), 0);
-    assert_int_equal(db_device_desired(f->db, "cam-1", -1, &seq, &env, &len), 0);
-    assert_int_equal(seq, 7);
+    assert_int_equal(db_device_desired(f->db, "cam-1", 7, &seq, &env, &len), 0);
+    assert_int_equal(seq, 0);
     assert_null(env);
     assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
     assert_int_equal(json_object_size(json_object_get(d, "slots")), 0);
+    assert_int_equal(json_integer_value(json_object_get(d, "desired_seq")), 0);
     json_decref(d);
     assert_int_equal(
         db_device_desired_store(f->db, "cam-1", 7, "{}", EF_SLOT_PRODUCTION, ids[0], NULL, NOW),
@@ -467,6 +483,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(api_tokens_create_find_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(long_token_names_are_cut_between_characters, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(enroll_tokens_expire_and_run_out, setup, teardown),
         cmocka_unit_test_setup_teardown(device_create_get_and_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(decommission_keeps_seq_for_reenrollment, setup, teardown),

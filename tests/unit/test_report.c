@@ -45,6 +45,17 @@ static void test_unknown_state_is_refused(void **state)
         EF_EINVAL);
 }
 
+static void test_pending_is_the_servers_word_not_the_devices(void **state)
+{
+    struct report r;
+    assert_int_equal(
+        parse("{\"slot\":\"production\",\"model\":\"m\",\"version\":1,\"state\":\"pending\"}", &r),
+        EF_EINVAL);
+    assert_int_equal(
+        parse("{\"slot\":\"production\",\"model\":\"m\",\"version\":1,\"state\":\"self-test\"}", &r),
+        0);
+}
+
 static void test_unknown_field_is_refused(void **state)
 {
     struct report r;
@@ -91,6 +102,7 @@ int main(void)
         cmocka_unit_test(test_valid_report_is_parsed),
         cmocka_unit_test(test_missing_reason_is_empty),
         cmocka_unit_test(test_unknown_state_is_refused),
+        cmocka_unit_test(test_pending_is_the_servers_word_not_the_devices),
         cmocka_unit_test(test_unknown_field_is_refused),
         cmocka_unit_test(test_bad_values_are_refused),
         cmocka_unit_test(test_malformed_and_duplicate_json_is_refused),
