@@ -2,16 +2,21 @@
  * api_enroll.c - enrollment: operators create enrollment tokens
  * (POST /api/v1/enroll-tokens) and devices trade a use of one for their own
  * device token (POST /api/v1/enroll). Secrets are shown once and only their
- * hashes are stored.
+ * hashes are stored. Where the broker's dynamic-security plugin is managed
+ * (dynsec.h), enrollment also creates the device's broker identity and
+ * returns its password, which the server does not keep at all.
  */
 #include "server/api.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
+#include "server/dynsec.h"
+#include "server/mqtt.h"
 #include "server/server.h"
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/ef_error.h"
 #include "common/json_util.h"
+#include "common/log.h"
 #include "common/topic.h"
 
 #include <string.h>
@@ -129,6 +134,41 @@ out:
     return db_tx_end(db, rc);
 }
 
+/* Enrolls device_id with a broker identity, so that either both the broker
+ * and the database hold the device or neither does: under the identity lock,
+ * checks that no active device has the id, creates the identity (password
+ * receives its password), and only once the broker accepted it runs
+ * enroll_tx; when anything fails, the identity is deleted again. Errors of
+ * enroll_tx and of dynsec_device_create. */
+static int enroll_with_identity(struct server *srv, struct dynsec *ds, int64_t token_id,
+                                const char *device_id, const char *token_hash, const char *class,
+                                const json_t *tags, char used_class[DB_CLASS_SIZE],
+                                char password[DYNSEC_PASSWORD_SIZE])
+{
+    json_t *existing = NULL;
+    bool touched = false;
+    dynsec_identity_lock(ds);
+    int rc = db_device_get(srv->db, device_id, &existing);
+    if (rc == 0)
+        rc = EF_EEXIST; /* its identity is in use: leave it alone */
+    else if (rc == EF_ENOENT) {
+        touched = true;
+        rc = dynsec_device_create(ds, device_id, password);
+    }
+    if (rc == 0)
+        rc = enroll_tx(srv->db, token_id, device_id, token_hash, class, tags, used_class);
+    if (rc != 0 && touched) {
+        /* Also after a timeout: the broker may have created it after all. */
+        int undo = dynsec_device_delete(ds, device_id);
+        if (undo != 0)
+            ef_warn("dynsec_undo_failed", "device=%s error=%s", device_id, ef_errname(undo));
+        sodium_memzero(password, DYNSEC_PASSWORD_SIZE);
+    }
+    dynsec_identity_unlock(ds);
+    json_decref(existing);
+    return rc;
+}
+
 enum MHD_Result api_enroll(struct request *req)
 {
     static const char *const allowed[] = {"device_id", "class", "tags", NULL};
@@ -137,6 +177,9 @@ enum MHD_Result api_enroll(struct request *req)
     const char *unknown = NULL, *device_id, *class = NULL;
     char token[EF_TOKEN_SIZE] = "", hash[EF_HEX256_SIZE], used_class[DB_CLASS_SIZE] = "";
     char release_b64[EF_PK_B64_SIZE], server_b64[EF_PK_B64_SIZE];
+    char password[DYNSEC_PASSWORD_SIZE] = "";
+    struct dynsec *ds = mqtt_dynsec(srv->mqtt);
+    enum dynsec_state broker;
     enum MHD_Result r;
     int rc;
     if (req->who.kind != PRINCIPAL_ENROLL)
@@ -168,9 +211,29 @@ enum MHD_Result api_enroll(struct request *req)
                              DB_TAGS_MAX, DB_TAG_VALUE_MAX);
         goto out;
     }
+    broker = dynsec_state_wait(ds);
+    if (broker == DYNSEC_UNKNOWN) {
+        r = http_reply_error(req, 503, "broker_unavailable",
+                             "the broker has not answered yet, so the device's broker "
+                             "credentials cannot be made; try again");
+        goto out;
+    }
     ef_token_generate(AUTH_PREFIX_DEVICE, token);
     ef_token_hash(token, hash);
-    rc = enroll_tx(srv->db, req->who.token_id, device_id, hash, class, tags, used_class);
+    if (broker == DYNSEC_MANAGED)
+        rc = enroll_with_identity(srv, ds, req->who.token_id, device_id, hash, class, tags,
+                                  used_class, password);
+    else
+        rc = enroll_tx(srv->db, req->who.token_id, device_id, hash, class, tags, used_class);
+    if (rc == EF_ENET || rc == EF_ETIMEDOUT) {
+        r = http_reply_error(req, 503, "broker_unavailable",
+                             "the broker did not take the device's credentials; try again");
+        goto out;
+    }
+    if (rc == EF_EPERM) {
+        r = http_reply_error(req, 500, "internal", "the broker refused the device's credentials");
+        goto out;
+    }
     if (rc == EF_ENOENT) {
         r = http_reply_error(req, 401, "unauthenticated",
                              "the enrollment token is used up or expired");
@@ -189,14 +252,22 @@ enum MHD_Result api_enroll(struct request *req)
         r = http_reply_ef_error(req, rc, "could not enroll the device");
         goto out;
     }
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "device:%s class=%s", device_id,
-             used_class);
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "device:%s class=%s%s", device_id,
+             used_class, password[0] ? " broker-identity" : "");
     ef_pk_to_b64(srv->release_key.pk, release_b64);
     ef_pk_to_b64(srv->server_key.pk, server_b64);
     doc = json_pack("{s:s, s:s, s:{s:s, s:s}}", "device_id", device_id, "device_token", token,
                     "keys", "release", release_b64, "server", server_b64);
+    if (doc && password[0] &&
+        json_object_set_new(doc, "mqtt",
+                            json_pack("{s:s, s:s}", "username", device_id, "password",
+                                      password)) != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
     r = doc ? http_reply_json(req, 201, doc) : http_reply_ef_error(req, EF_ENOMEM, "out of memory");
 out:
+    sodium_memzero(password, sizeof(password));
     sodium_memzero(token, sizeof(token));
     json_decref(body);
     return r;

@@ -112,7 +112,7 @@ enum MHD_Result api_models_create(struct request *req)
         goto out;
     }
     if (!description_ok(description)) {
-        r = http_reply_error(req, 422, "unprocessable",
+        r = http_reply_error(req, 400, "bad_request",
                              "description must be a string of at most %d bytes",
                              MODEL_DESCRIPTION_MAX);
         goto out;

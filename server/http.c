@@ -218,7 +218,16 @@ bool http_json_body_or_reply(struct request *req, json_t **out)
         return false;
     }
     if (rc != 0) {
-        http_reply_error(req, 400, "malformed_json", "%s", msg);
+        /* Jansson refuses bare values ("x", 42) by default: valid JSON, wrong
+         * shape, so they get the same answer as an array would. */
+        json_t *any = json_loadb(req->body, req->body_len,
+                                 JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+        if (any) {
+            json_decref(any);
+            http_reply_error(req, 400, "bad_request", "the body must be a JSON object");
+        } else {
+            http_reply_error(req, 400, "malformed_json", "%s", msg);
+        }
         return false;
     }
     if (!json_is_object(*out)) {

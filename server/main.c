@@ -13,6 +13,8 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -238,6 +240,24 @@ out:
     return rc;
 }
 
+/* Removes uploads a previous run left half-received in tmp/ (a crash or a
+ * kill in the middle of a request): nothing refers to them. */
+static void sweep_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int removed = 0;
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "upload.", 7) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    if (removed)
+        ef_info("tmp_swept", "dir=%s files=%d", dir, removed);
+}
+
 /* Blocks SIGINT and SIGTERM in this thread and every thread it starts, so
  * that main alone receives them through sigwait: no handler, no global. */
 static void block_signals(sigset_t *set)
@@ -269,6 +289,7 @@ static int cmd_serve(struct server *srv)
         fprintf(stderr, "edgefleet-server: cannot open the database: %s\n", ef_strerror(rc));
         goto out;
     }
+    sweep_tmp(data_path(&srv->cfg, SERVER_TMP_DIR, path, sizeof(path)));
     if ((rc = ef_mkdir_p(data_path(&srv->cfg, SERVER_TMP_DIR, path, sizeof(path)), 0700)) != 0 ||
         (rc = store_open(data_path(&srv->cfg, SERVER_STORE_DIR, path, sizeof(path)),
                          &srv->store)) != 0) {

@@ -1,10 +1,12 @@
 /*
  * mqtt.c - the server's broker client: libmosquitto on its own network
  * thread, reconnecting with exponential backoff, recording what devices say
- * on their `reported` and `status` topics, publishing assignments and events.
+ * on their `reported` and `status` topics, publishing assignments and events,
+ * and carrying the dynamic-security session (dynsec.c).
  */
 #include "server/mqtt.h"
 #include "server/db_fleet.h"
+#include "server/dynsec.h"
 #include "server/report.h"
 #include "server/server.h"
 #include "common/clock.h"
@@ -21,6 +23,8 @@
 
 /* Device messages are small: a state change or a status word. */
 #define MQTT_MAX_DEVICE_PAYLOAD REPORT_MAX_BYTES
+/* A dynamic-security command document: a few commands of one device. */
+#define MQTT_MAX_CONTROL_PAYLOAD (64u << 10)
 #define MQTT_KEEPALIVE_S 30
 #define MQTT_RECONNECT_MIN_S 1
 #define MQTT_RECONNECT_MAX_S 30
@@ -31,6 +35,7 @@ struct mqtt {
     char host[256];         /* broker host */
     int port;               /* broker port */
     atomic_bool connected;  /* set by the network thread */
+    struct dynsec *dynsec;  /* owned; told of connects, disconnects and answers */
 };
 
 /* Parses mqtt://[USER:PASS@]HOST[:PORT]; user and pass go straight to
@@ -84,14 +89,21 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     };
     for (size_t i = 0; i < sizeof(subscriptions) / sizeof(subscriptions[0]); i++)
         mosquitto_subscribe(mosq, NULL, subscriptions[i], 1);
+    /* Queued before any command the session sends, so the broker has the
+     * subscription in place when the plugin answers. A broker without the
+     * plugin or without rights for us refuses or ignores it: the probe's
+     * silence then tells the session so. */
+    mosquitto_subscribe(mosq, NULL, DYNSEC_RESPONSE_TOPIC, 1);
     atomic_store(&m->connected, true);
     ef_info("mqtt_connected", "host=%s port=%d", m->host, m->port);
+    dynsec_connected(m->dynsec);
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 {
     struct mqtt *m = obj;
     atomic_store(&m->connected, false);
+    dynsec_disconnected(m->dynsec);
     if (rc != 0)
         ef_warn("mqtt_disconnected", "host=%s port=%d reason=\"%s\" retry=backoff", m->host,
                 m->port, mosquitto_strerror(rc));
@@ -145,6 +157,11 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     struct mqtt *m = obj;
     char device_id[EF_DEVICE_ID_MAX + 1];
     const char *leaf;
+    if (strcmp(msg->topic, DYNSEC_RESPONSE_TOPIC) == 0) {
+        if (msg->payloadlen >= 0)
+            dynsec_response(m->dynsec, msg->payload, (size_t)msg->payloadlen);
+        return;
+    }
     atomic_fetch_add(&m->srv->stats.mqtt_messages_in, 1);
     if (ef_topic_parse_device(msg->topic, device_id, &leaf) != 0)
         return;
@@ -171,6 +188,8 @@ int mqtt_start(struct server *srv, const char *url, struct mqtt **out)
         rc = EF_EINVAL;
         goto out;
     }
+    if ((rc = dynsec_new(m, &m->dynsec)) != 0)
+        goto out;
     mosquitto_lib_init();
     snprintf(client_id, sizeof(client_id), "edgefleet-server-%ld", (long)getpid());
     if (!(m->mosq = mosquitto_new(client_id, true, m))) {
@@ -203,6 +222,7 @@ out:
     if (m) {
         if (m->mosq)
             mosquitto_destroy(m->mosq);
+        dynsec_free(m->dynsec);
         free(m);
     }
     return rc;
@@ -214,6 +234,9 @@ void mqtt_stop(struct mqtt *m)
         return;
     mosquitto_disconnect(m->mosq);
     mosquitto_loop_stop(m->mosq, false);
+    /* The network thread is gone, so no hook runs during this; the session's
+     * own thread may still send, which fails cleanly while disconnected. */
+    dynsec_free(m->dynsec);
     mosquitto_destroy(m->mosq);
     mosquitto_lib_cleanup();
     free(m);
@@ -238,4 +261,23 @@ int mqtt_publish(struct mqtt *m, const char *topic, const void *payload, size_t 
 bool mqtt_connected(const struct mqtt *m)
 {
     return m && atomic_load(&((struct mqtt *)m)->connected);
+}
+
+struct dynsec *mqtt_dynsec(const struct mqtt *m)
+{
+    return m ? m->dynsec : NULL;
+}
+
+int mqtt_dynsec_send(struct mqtt *m, const char *json, size_t len)
+{
+    if (!mqtt_connected(m))
+        return EF_ENET;
+    if (len > MQTT_MAX_CONTROL_PAYLOAD)
+        return EF_ETOOBIG;
+    int rc = mosquitto_publish(m->mosq, NULL, DYNSEC_TOPIC, (int)len, json, 0, false);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        ef_warn("dynsec_send_failed", "reason=\"%s\"", mosquitto_strerror(rc));
+        return EF_ENET;
+    }
+    return 0;
 }

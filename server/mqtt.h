@@ -6,6 +6,11 @@
  * say (online state, last seen, reported model versions) through db_fleet.h.
  * Publishes retained assignments and events. The server's client is the only
  * one allowed to write `desired` topics.
+ *
+ * The client also carries the server's session with the broker's
+ * dynamic-security plugin (dynsec.h), which it owns: it subscribes to the
+ * plugin's response topic on every connect, hands the answers and its
+ * connection changes to the session, and sends the session's commands.
  */
 #ifndef EF_MQTT_H
 #define EF_MQTT_H
@@ -15,6 +20,7 @@
 
 struct server;
 struct mqtt;
+struct dynsec;
 
 /* Parses mqtt://HOST:PORT and starts the client thread; connection happens
  * in the background. EF_EINVAL for a bad URL, EF_ENOMEM, EF_ENET. */
@@ -31,5 +37,14 @@ int mqtt_publish(struct mqtt *m, const char *topic, const void *payload, size_t 
 
 /* True while connected to the broker. */
 bool mqtt_connected(const struct mqtt *m);
+
+/* The dynamic-security session (dynsec.h), borrowed; NULL when m is NULL. */
+struct dynsec *mqtt_dynsec(const struct mqtt *m);
+
+/* Sends one command document to the dynamic-security plugin (DYNSEC_TOPIC),
+ * at QoS 0: the plugin's answer is the acknowledgement, and a command that
+ * was not answered must not be replayed after a reconnect. 0, EF_ENET when
+ * not connected or not queued, EF_ETOOBIG. */
+int mqtt_dynsec_send(struct mqtt *m, const char *json, size_t len);
 
 #endif

@@ -462,7 +462,7 @@ def test_error_examples_carry_the_status_code_family():
     family = {"400": {"bad_request", "malformed_json"}, "401": {"unauthenticated"},
               "403": {"forbidden"}, "404": {"not_found", "no_route", "no_assignment"},
               "405": {"method_not_allowed"},
-              "409": {"conflict", "model_exists", "device_exists", "version_not_increasing"},
+              "409": {"conflict", "model_exists", "device_exists", "version_not_increasing", "ring_exists"},
               "413": {"payload_too_large"}, "415": {"unsupported_media_type"},
               "422": {"unprocessable", "bad_signature", "hash_mismatch"}, "500": {"internal"}}
     for path, method, _, op in operations(doc):
@@ -678,7 +678,7 @@ def test_device_slot_states_and_reported_states_agree():
     doc = load_openapi()
     states = doc["components"]["schemas"]["ActionState"]["enum"]
     reported = load_json_schema("reported")["properties"]["state"]["enum"]
-    assert set(reported) == set(states) - {"pending"}
+    assert set(reported) == (set(states) - {"pending"}) | {"staged", "self-test"}
 
 
 # --------------------------------------------------------------------------

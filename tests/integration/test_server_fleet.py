@@ -5,7 +5,9 @@ to their own state and to the versions assigned to them."""
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import nacl.exceptions
 import pytest
 import yaml
 
@@ -184,6 +186,16 @@ def test_ring_membership_follows_the_tag_selector(fleet):
     assert members == {"lab-1", "hq-1"}
 
 
+def test_creating_an_existing_ring_is_409_ring_exists(fleet):
+    """docs/rest.md lists ring_exists among the specific 409 codes."""
+    server = fleet.server
+    server.cli_json("ring", "create", "twice")
+    r = server.admin("POST", "/api/v1/rings", {"name": "twice"})
+    ef.assert_error(r, 409, "ring_exists")
+    rc, _, err = server.cli("ring", "create", "twice")
+    assert rc != 0 and "ring_exists" in err
+
+
 def test_setting_an_unknown_ring_is_refused(fleet):
     server = fleet.server
     server.enroll("ringless-1")
@@ -229,15 +241,16 @@ def test_desired_state_is_an_envelope_signed_by_the_server_key(fleet, assigned):
     assert prod["size"] == fleet.nets[1].stat().st_size
     assert prod["rollout_id"] is None
     # The URLs lead to the files, for this device's token.
-    for key, want in (("artifact_url", fleet.nets[1].read_bytes()),):
+    manifest = fetch(server, 1, "manifest", assigned["token"]).body
+    sig = fetch(server, 1, "manifest.sig", assigned["token"]).body
+    for key, want in (("artifact_url", fleet.nets[1].read_bytes()),
+                      ("manifest_url", manifest), ("signature_url", sig)):
         url = prod[key]
-        path = url[url.index("/api/v1/"):]
-        got = server.request("GET", path, token=assigned["token"])
-        assert got.status == 200 and got.body == want
+        got = server.request("GET", url[url.index("/api/v1/"):], token=assigned["token"])
+        assert got.status == 200 and got.body == want, (key, got)
 
 
 def test_desired_state_does_not_verify_with_the_release_key(fleet, assigned):
-    import nacl.exceptions
     r = desired(fleet.server, "asg-1", assigned["token"])
     with pytest.raises(nacl.exceptions.BadSignatureError):
         ef.open_envelope(r.json(), fleet.keys["release"])
@@ -358,3 +371,40 @@ def test_reenrolled_device_continues_above_its_old_seq(fleet):
     assert out["assigned"][0]["seq"] > 2
     r = desired(server, "phoenix-1", again["device_token"])
     assert ef.open_envelope(r.json(), fleet.keys["server"])["seq"] > 2
+
+
+def test_a_single_use_token_enrolls_one_device_under_concurrency(fleet):
+    server = fleet.server
+    token = server.create_enroll_token()
+
+    def enroll(i):
+        return server.request("POST", "/api/v1/enroll", {"device_id": f"race-{i}"},
+                              token=token)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(enroll, range(8)))
+    ok = [r for r in results if r.status == 201]
+    assert len(ok) == 1, results
+    for r in results:
+        if r.status != 201:
+            ef.assert_error(r, 401, "unauthenticated")
+    ids = {d["id"] for d in server.get_json("/api/v1/devices")["devices"]}
+    assert len({f"race-{i}" for i in range(8)} & ids) == 1
+
+
+def test_concurrent_assignments_get_distinct_seqs(fleet):
+    server = fleet.server
+    dev = server.enroll("busy-1")
+
+    def assign(i):
+        return server.admin("POST", "/api/v1/assignments",
+                            {"model": MODEL, "version": 1 + i % 2, "device": "busy-1"})
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(assign, range(8)))
+    assert all(r.status == 200 for r in results), results
+    seqs = [r.json()["assigned"][0]["seq"] for r in results]
+    # Re-assigning what a slot already wants is a no-op answering the current
+    # seq (assign.h), so seqs may repeat, but never go past the last one.
+    final = ef.open_envelope(desired(server, "busy-1", dev["device_token"]).json(),
+                             fleet.keys["server"])
+    assert final["seq"] == max(seqs) == device_show(server, "busy-1")["desired_seq"]
+    assert len(set(seqs)) >= 2

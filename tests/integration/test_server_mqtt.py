@@ -189,3 +189,18 @@ def test_schema_invalid_report_does_not_change_the_slot(server, setup, mq, chang
     sync(server, mq)
     assert slot_state(server) == "committed", f"{report} was taken as the slot state"
     assert server.healthz_ok()
+
+
+def test_agent_steps_staged_and_self_test_show_as_verifying(server, setup, mq):
+    """reported.schema.json: the agent's staged and self-test steps are
+    shown by the server as verifying."""
+    with open(ef.SOURCE_DIR / "schema" / "json" / "reported.schema.json") as f:
+        states = json.load(f)["properties"]["state"]["enum"]
+    for step in ("staged", "self-test"):
+        if step not in states:
+            continue
+        commit_v1(server, mq)
+        report = {"slot": "production", "model": MODEL, "version": 1, "state": step}
+        mq.publish(f"{TOPIC}/reported", json.dumps(report).encode())
+        ef.wait_until(lambda: slot_state(server) == "verifying", 5,
+                      what=f"{step} shown as verifying")

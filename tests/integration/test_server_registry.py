@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import nacl.exceptions
 import nacl.signing
@@ -51,8 +52,8 @@ def version_numbers(server):
     return [v["version"] for v in doc["versions"]]
 
 
-def manifest_bytes(server, version):
-    r = server.admin("GET", f"{BASE}/versions/{version}/manifest")
+def manifest_bytes(server, version, name=MODEL):
+    r = server.admin("GET", f"/api/v1/models/{name}/versions/{version}/manifest")
     assert r.status == 200, r
     return r.body
 
@@ -292,3 +293,33 @@ def test_signed_manifest_with_an_old_version_is_refused_as_not_increasing(
 def test_version_routes_answer_404_for_a_missing_version(server, pushes):
     for suffix in ("", "/manifest", "/manifest.sig", "/artifact"):
         ef.assert_error(server.admin("GET", f"{BASE}/versions/999{suffix}"), 404, "not_found")
+
+
+def test_concurrent_uploads_get_distinct_increasing_versions(server, thyroid_net):
+    """Eight uploads of one new model at once: each is registered under its
+    own version (or refused with 409 version_not_increasing), the versions
+    are 1..n without gaps, and each manifest names its own version."""
+    name = "concurrent"
+    ctype, body = ef.multipart([("artifact", "model.net", "application/octet-stream",
+                                 thyroid_net.read_bytes())])
+
+    def upload(_):
+        return server.admin("POST", f"/api/v1/models/{name}/versions", body,
+                            {"Content-Type": ctype})
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(upload, range(8)))
+    created = [r.json()["version"] for r in results if r.status == 201]
+    for r in results:
+        if r.status != 201:
+            ef.assert_error(r, 409, "version_not_increasing")
+    assert created, results
+    assert sorted(created) == list(range(1, len(created) + 1)), created
+    doc = server.get_json(f"/api/v1/models/{name}")
+    assert [v["version"] for v in doc["versions"]] == sorted(created)
+    release = server.keys()["release"]
+    for v in created:
+        data = manifest_bytes(server, v, name)
+        assert json.loads(data)["version"] == v
+        sig = server.admin("GET", f"/api/v1/models/{name}/versions/{v}/manifest.sig").body
+        ef.verify_detached(release, data, sig.decode())
+
