@@ -41,9 +41,14 @@ static int current_level(void)
     return log_level;
 }
 
+bool ef_log_enabled(enum ef_log_level level)
+{
+    return (int)level >= current_level();
+}
+
 void ef_log(enum ef_log_level level, const char *event, const char *kv_fmt, ...)
 {
-    if ((int)level < current_level())
+    if (!ef_log_enabled(level))
         return;
     char line[2048];
     char ts[EF_TIME_STR_SIZE];

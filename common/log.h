@@ -9,6 +9,7 @@
 #ifndef EF_LOG_H
 #define EF_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum ef_log_level { EF_LOG_DEBUG, EF_LOG_INFO, EF_LOG_WARN, EF_LOG_ERROR };
@@ -19,6 +20,9 @@ void ef_log_set_level(enum ef_log_level level);
 
 /* Parses "debug", "info", "warn" or "error"; returns 0 or EF_EINVAL. */
 int ef_log_level_parse(const char *s, enum ef_log_level *out);
+
+/* True when lines of level are written: lets hot paths skip formatting. */
+bool ef_log_enabled(enum ef_log_level level);
 
 /* Writes one line if level is enabled. kv_fmt may be NULL. Thread-safe: the
  * line is formatted first and written with one call. */

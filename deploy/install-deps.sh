@@ -11,7 +11,7 @@ packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libmicrohttpd-dev libsqlite3-dev sqlite3 libjansson-dev libsodium-dev
   libmosquitto-dev libuv1-dev libcurl4-openssl-dev
-  libfann-dev libfann-doc
+  libfann-dev libfann-doc uthash-dev
 )
 # Running: the MQTT broker and its command-line clients.
 packages+=(mosquitto mosquitto-clients)

@@ -4,7 +4,9 @@
  * path of every device check-in).
  */
 #include "server/api.h"
+#include "server/checkin.h"
 #include "server/db_fleet.h"
+#include "server/dynsec.h"
 #include "server/mqtt.h"
 #include "server/server.h"
 #include "common/clock.h"
@@ -161,12 +163,37 @@ out:
     return r;
 }
 
+/* Deletes the broker identity of decommissioned device id, best effort: one
+ * left behind cannot be used by anyone who does not hold its password, and
+ * the next enrollment of the id replaces it. */
+static void delete_broker_identity(struct dynsec *ds, const char *id)
+{
+    if (dynsec_state_get(ds) == DYNSEC_UNAVAILABLE)
+        return;
+    int rc = dynsec_device_delete(ds, id);
+    if (rc == 0)
+        ef_info("device_broker_identity_deleted", "device=%s", id);
+    else
+        ef_warn("device_broker_identity_kept", "device=%s error=%s", id, ef_errname(rc));
+}
+
 enum MHD_Result api_device_remove(struct request *req)
 {
     struct server *srv = req->srv;
+    struct dynsec *ds = mqtt_dynsec(srv->mqtt);
     const char *id = http_param(req, 0);
     char topic[EF_TOPIC_SIZE];
-    int rc = ef_device_id_valid(id) ? db_device_decommission(srv->db, id, ef_now_ms()) : EF_ENOENT;
+    int rc = EF_ENOENT;
+    /* Held across both changes, so that a re-enrollment of id cannot slip in
+     * between and lose its new identity to this delete. */
+    dynsec_identity_lock(ds);
+    if (ef_device_id_valid(id))
+        rc = db_device_decommission(srv->db, id, ef_now_ms());
+    if (rc == 0 && srv->checkin)
+        checkin_remove(srv->checkin, id); /* its token stops working at once */
+    if (rc == 0)
+        delete_broker_identity(ds, id);
+    dynsec_identity_unlock(ds);
     if (rc == EF_ENOENT)
         return http_reply_error(req, 404, "not_found", "no device %.64s", id);
     if (rc != 0)
@@ -226,6 +253,13 @@ enum MHD_Result api_device_desired(struct request *req)
     if (!ef_device_id_valid(id))
         return http_reply_error(req, 404, "not_found", "no device %.64s", id);
     if_none_match(http_header(req, "If-None-Match"), &known, &any);
+    /* The check-in hot path: a device that already holds its current
+     * assignment is answered from the cache, without SQLite. */
+    if (known > 0 && srv->checkin && checkin_seq(srv->checkin, id, &seq) == 0 && seq == known) {
+        snprintf(etag, sizeof(etag), "\"%lld\"", (long long)seq);
+        atomic_fetch_add(&srv->stats.http_not_modified, 1);
+        return http_reply_empty(req, 304, etag);
+    }
     rc = db_device_desired(srv->db, id, known, &seq, &envelope, &len);
     if (rc == EF_ENOENT)
         return http_reply_error(req, 404, "not_found", "no device %s", id);

@@ -9,6 +9,7 @@
 #include "server/api.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
+#include "server/checkin.h"
 #include "server/dynsec.h"
 #include "server/mqtt.h"
 #include "server/server.h"
@@ -252,6 +253,9 @@ enum MHD_Result api_enroll(struct request *req)
         r = http_reply_ef_error(req, rc, "could not enroll the device");
         goto out;
     }
+    /* A new (or revived) device has no assignment yet: seq 0 in the cache. */
+    if (srv->checkin && checkin_put(srv->checkin, hash, device_id, 0) != 0)
+        ef_warn("checkin_put_failed", "device=%s", device_id);
     snprintf(req->audit_detail, sizeof(req->audit_detail), "device:%s class=%s%s", device_id,
              used_class, password[0] ? " broker-identity" : "");
     ef_pk_to_b64(srv->release_key.pk, release_b64);

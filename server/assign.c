@@ -3,6 +3,7 @@
  * them on the devices' desired topics.
  */
 #include "server/assign.h"
+#include "server/checkin.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
 #include "server/db_registry.h"
@@ -133,13 +134,15 @@ out:
     return rc;
 }
 
-/* Counts an issued envelope and publishes it retained at QoS 1 (mqtt.c
- * counts the publish). A failure is only logged: the device also polls its
- * desired state over HTTP. */
-static void publish(struct server *srv, const char *device_id, const char *envelope)
+/* After COMMIT: counts an issued envelope, records its seq in the check-in
+ * cache and publishes it retained at QoS 1 (mqtt.c counts the publish). A
+ * failed publish is only logged: the device also polls its desired state. */
+static void publish(struct server *srv, const char *device_id, int64_t seq, const char *envelope)
 {
     char topic[EF_TOPIC_SIZE];
     atomic_fetch_add(&srv->stats.assignments_issued, 1);
+    if (srv->checkin)
+        checkin_set_seq(srv->checkin, device_id, seq);
     int rc = ef_topic_device(topic, sizeof(topic), device_id, "desired");
     if (rc == 0)
         rc = mqtt_publish(srv->mqtt, topic, envelope, strlen(envelope), 1, true);
@@ -162,7 +165,7 @@ int assign_version(struct server *srv, const char *device_id, enum ef_slot_kind 
     if ((rc = db_tx_end(srv->db, rc)) != 0)
         goto out;
     if (envelope)
-        publish(srv, device_id, envelope);
+        publish(srv, device_id, new_seq, envelope);
     if (seq)
         *seq = new_seq;
 out:
@@ -217,7 +220,9 @@ int assign_ring(struct server *srv, const char *ring, enum ef_slot_kind slot,
     /* Only after COMMIT: a device must never see a state we did not keep. */
     for (i = 0; i < n; i++)
         if (envelopes[i])
-            publish(srv, json_string_value(json_array_get(ids, i)), envelopes[i]);
+            publish(srv, json_string_value(json_array_get(ids, i)),
+                    json_integer_value(json_object_get(json_array_get(result, i), "seq")),
+                    envelopes[i]);
     *assigned = result;
     result = NULL;
 out:

@@ -1,5 +1,6 @@
 /* auth.c - bearer tokens to principals, and role names. */
 #include "server/auth.h"
+#include "server/checkin.h"
 #include "server/db_fleet.h"
 #include "common/crypto.h"
 #include "common/clock.h"
@@ -33,7 +34,8 @@ static bool has_prefix(const char *token, const char *prefix)
     return strncmp(token, prefix, n) == 0 && token[n] == '_';
 }
 
-int auth_authenticate(struct db *db, const char *header, struct principal *who)
+int auth_authenticate(struct db *db, struct checkin *cache, const char *header,
+                      struct principal *who)
 {
     char hash[EF_HEX256_SIZE];
     char role[16] = "", name[64] = "";
@@ -56,7 +58,9 @@ int auth_authenticate(struct db *db, const char *header, struct principal *who)
             snprintf(who->name, sizeof(who->name), "%s", name);
         }
     } else if (has_prefix(token, AUTH_PREFIX_DEVICE)) {
-        rc = db_device_find_by_token(db, hash, who->device_id);
+        rc = cache ? checkin_device(cache, hash, who->device_id) : EF_ENOENT;
+        if (rc == EF_ENOENT)
+            rc = db_device_find_by_token(db, hash, who->device_id);
         if (rc == 0)
             who->kind = PRINCIPAL_DEVICE;
     } else if (has_prefix(token, AUTH_PREFIX_ENROLL)) {

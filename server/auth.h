@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 struct db;
+struct checkin;
 
 #define AUTH_PREFIX_API "efa"
 #define AUTH_PREFIX_DEVICE "efd"
@@ -42,9 +43,12 @@ int auth_role_parse(const char *s, enum role *out);
 const char *auth_role_name(enum role role);
 
 /* Resolves an Authorization header value ("Bearer TOKEN", may be NULL) into
- * *who. 0 with PRINCIPAL_ANONYMOUS when there is no header; EF_EAUTH when the
- * header is malformed or the token unknown, revoked or expired; EF_EDB. */
-int auth_authenticate(struct db *db, const char *header, struct principal *who);
+ * *who. Device tokens are looked up in the check-in cache first (cache may be
+ * NULL), then in db. 0 with PRINCIPAL_ANONYMOUS when there is no header;
+ * EF_EAUTH when the header is malformed or the token unknown, revoked or
+ * expired; EF_EDB. */
+int auth_authenticate(struct db *db, struct checkin *cache, const char *header,
+                      struct principal *who);
 
 /* Writes "token:ID (NAME)", "device:ID", "enroll-token:ID" or "anonymous". */
 void auth_describe(const struct principal *who, char *buf, size_t size);

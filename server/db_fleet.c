@@ -347,6 +347,21 @@ out:
     return rc;
 }
 
+int db_device_checkins(struct db *db, json_t **out)
+{
+    static const char sql[] =
+        "SELECT token_hash, id, CASE WHEN desired IS NULL THEN 0 ELSE desired_seq END AS seq"
+        " FROM devices WHERE decommissioned_at IS NULL";
+    int rc = EF_EDB;
+    *out = NULL;
+    db_lock(db);
+    sqlite3_stmt *st = db_stmt(db, sql);
+    if (st)
+        rc = db_rows_json(db, st, out);
+    db_unlock(db);
+    return rc;
+}
+
 int db_device_find_by_token(struct db *db, const char *token_hash, char device_id[65])
 {
     static const char sql[] =

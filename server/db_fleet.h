@@ -86,6 +86,11 @@ int db_enroll_token_consume(struct db *db, int64_t id, int64_t now, char class[D
 int db_device_create(struct db *db, const char *device_id, const char *token_hash,
                      const char *class, const json_t *tags, int64_t now);
 
+/* Every active device for the check-in cache: a new JSON array of
+ * {token_hash, id, seq}, seq being 0 when the device has no assignment.
+ * EF_EDB, EF_ENOMEM. */
+int db_device_checkins(struct db *db, json_t **out);
+
 /* Finds the active device a device-token hash belongs to. EF_ENOENT, EF_EDB. */
 int db_device_find_by_token(struct db *db, const char *token_hash, char device_id[65]);
 

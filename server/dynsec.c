@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define DYNSEC_ID_SIZE 40 /* "edgefleet-" and a 64-bit counter */
+#define DYNSEC_ID_SIZE 64 /* "edgefleet-", a 64-bit counter, "-" and 64 random bits in hex */
 #define DYNSEC_ROLE_SIZE (sizeof(DYNSEC_ROLE_PREFIX) + EF_DEVICE_ID_MAX)
 
 /* One request in flight: its commands share one correlationData, and their
@@ -41,6 +41,7 @@ struct dynsec {
     pthread_cond_t changed;      /* broadcast on answers, connects, verdicts and stop */
     pthread_mutex_t identities;  /* dynsec_identity_lock; never taken under lock */
     pthread_t prober;            /* runs prober_main */
+    char nonce[17];              /* random hex in every correlation id of this session */
     bool connected;              /* between the connect and disconnect hooks */
     unsigned generation;         /* connects so far */
     unsigned probed;             /* the generation the latest probe ran on */
@@ -263,7 +264,7 @@ static int call(struct dynsec *ds, const json_t *commands, int64_t timeout_ms, j
     *answers = NULL;
     pthread_mutex_lock(&ds->lock);
     if (ds->connected && !ds->stopping) {
-        snprintf(c.id, sizeof(c.id), "edgefleet-%" PRIu64, ++ds->calls_made);
+        snprintf(c.id, sizeof(c.id), "edgefleet-%" PRIu64 "-%s", ++ds->calls_made, ds->nonce);
         c.generation = ds->generation;
         c.next = ds->calls;
         ds->calls = &c;
@@ -445,6 +446,12 @@ int dynsec_new(struct mqtt *m, struct dynsec **out)
     if (!ds)
         return EF_ENOMEM;
     ds->mqtt = m;
+    /* Where the broker lets other clients publish on the response topic (not
+     * mosquitto's, which keeps $CONTROL to itself), a forged answer must at
+     * least not be able to guess which call it would answer. */
+    unsigned char nonce[8];
+    randombytes_buf(nonce, sizeof(nonce));
+    sodium_bin2hex(ds->nonce, sizeof(ds->nonce), nonce, sizeof(nonce));
     pthread_mutex_init(&ds->lock, NULL);
     pthread_mutex_init(&ds->identities, NULL);
     /* Timed waits on the monotonic clock: a wall-clock step must not cut
@@ -499,9 +506,10 @@ enum dynsec_state dynsec_state_wait(struct dynsec *ds)
         return DYNSEC_UNAVAILABLE;
     struct timespec deadline = deadline_in(DYNSEC_PROBE_TIMEOUT_MS + 1000);
     pthread_mutex_lock(&ds->lock);
-    while (ds->state == DYNSEC_UNKNOWN && !ds->stopping &&
-           pthread_cond_timedwait(&ds->changed, &ds->lock, &deadline) != ETIMEDOUT)
-        ;
+    while (ds->state == DYNSEC_UNKNOWN && !ds->stopping) {
+        if (pthread_cond_timedwait(&ds->changed, &ds->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
     state = ds->state;
     pthread_mutex_unlock(&ds->lock);
     return state;

@@ -57,11 +57,15 @@ int dynsec_new(struct mqtt *m, struct dynsec **out);
  * thread must be stopped first, so that no hook below runs any more. */
 void dynsec_free(struct dynsec *ds);
 
-/* Hooks of the broker client's network thread; none of them blocks. */
-void dynsec_connected(struct dynsec *ds);    /* after a CONNACK accepted; re-probes */
-void dynsec_disconnected(struct dynsec *ds); /* fails the calls waiting for answers */
-void dynsec_response(struct dynsec *ds, const void *payload, size_t len); /* a message on
-                                                                            DYNSEC_RESPONSE_TOPIC */
+/* Hooks of the broker client's network thread; none of them blocks, and
+ * all accept NULL. dynsec_connected: a CONNACK accepted the client (the
+ * session probes again). dynsec_disconnected: the connection is gone (calls
+ * waiting for answers fail with EF_ENET). dynsec_response: a message arrived
+ * on DYNSEC_RESPONSE_TOPIC (answers are handed to the calls they belong to;
+ * others are dropped). */
+void dynsec_connected(struct dynsec *ds);
+void dynsec_disconnected(struct dynsec *ds);
+void dynsec_response(struct dynsec *ds, const void *payload, size_t len);
 
 /* Returns the latest probe's finding. ds NULL (no broker configured) is
  * DYNSEC_UNAVAILABLE. */

@@ -468,18 +468,22 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status < 400)
         req->status = 0; /* never finished: the client went away or timed out */
     char actor[96], actor_q[112], path[160];
-    auth_describe(&req->who, actor, sizeof(actor));
-    ef_log_quote(actor, actor_q, sizeof(actor_q));
-    ef_log_quote(req->path, path, sizeof(path));
     atomic_fetch_add(&srv->stats.http_requests, 1);
     if (req->status >= 400 || req->status == 0)
         atomic_fetch_add(&srv->stats.http_errors, 1);
-    /* Device check-ins are the bulk of the traffic: log them at debug only. */
+    /* Device check-ins are the bulk of the traffic: log them at debug only,
+     * and format nothing unless the line will be written. */
     enum ef_log_level level = req->status == 304 ? EF_LOG_DEBUG : EF_LOG_INFO;
-    ef_log(level, "http_request", "method=%s path=%s status=%u actor=%s us=%lld", req->method, path,
-           req->status, actor_q, (long long)(mono_us() - req->started_us));
     bool mutating = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
-    if (mutating || req->status == 401 || req->status == 403) {
+    bool audited = mutating || req->status == 401 || req->status == 403;
+    if (audited || ef_log_enabled(level))
+        auth_describe(&req->who, actor, sizeof(actor));
+    if (ef_log_enabled(level))
+        ef_log(level, "http_request", "method=%s path=%s status=%u actor=%s us=%lld", req->method,
+               ef_log_quote(req->path, path, sizeof(path)),
+               req->status, ef_log_quote(actor, actor_q, sizeof(actor_q)),
+               (long long)(mono_us() - req->started_us));
+    if (audited) {
         char action[160];
         snprintf(action, sizeof(action), "%s %s", req->method,
                  req->route ? req->route->pattern : req->path);
@@ -514,8 +518,8 @@ static enum MHD_Result request_begin(struct server *srv, struct MHD_Connection *
     if (!req->route)
         return http_reply_error(req, 404, "no_route", "no such route: %s %s", method, url);
 
-    int rc = auth_authenticate(srv->db, http_header(req, MHD_HTTP_HEADER_AUTHORIZATION),
-                               &req->who);
+    int rc = auth_authenticate(srv->db, srv->checkin,
+                               http_header(req, MHD_HTTP_HEADER_AUTHORIZATION), &req->who);
     if (rc == EF_EAUTH)
         return http_reply_error(req, 401, "unauthenticated",
                                 "the bearer token is malformed, unknown, expired or revoked");
@@ -657,12 +661,12 @@ int http_start(struct server *srv, struct http **out)
     h->srv = srv;
     h->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, srv->cfg.listen_port, NULL, NULL,
-        access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv->cfg.threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg.timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_END);
     if (!h->daemon) {
         ef_error("http_listen", "reason=\"cannot bind\" host=%s port=%u", srv->cfg.listen_host,
                  srv->cfg.listen_port);

@@ -2,6 +2,7 @@
  * main.c - edgefleet-server's command line: init, serve, routes.
  */
 #include "server/auth.h"
+#include "server/checkin.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
 #include "server/http.h"
@@ -285,7 +286,8 @@ static int cmd_serve(struct server *srv)
         goto out;
     }
     if ((rc = db_open(data_path(&srv->cfg, SERVER_DB_FILE, path, sizeof(path)), &srv->db)) != 0 ||
-        (rc = db_migrate(srv->db, &from, &to)) != 0) {
+        (rc = db_migrate(srv->db, &from, &to)) != 0 ||
+        (rc = checkin_open(srv->db, &srv->checkin)) != 0) {
         fprintf(stderr, "edgefleet-server: cannot open the database: %s\n", ef_strerror(rc));
         goto out;
     }
@@ -317,6 +319,7 @@ out:
     http_stop(srv->http);
     mqtt_stop(srv->mqtt);
     store_close(srv->store);
+    checkin_close(srv->checkin);
     db_close(srv->db);
     ef_keypair_wipe(&srv->release_key);
     ef_keypair_wipe(&srv->server_key);

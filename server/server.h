@@ -14,6 +14,7 @@ struct db;
 struct store;
 struct mqtt;
 struct http;
+struct checkin;
 
 struct server_config {
     const char *data_dir;     /* holds edgefleet.db, keys/, store/, tmp/ */
@@ -41,6 +42,7 @@ struct server_stats {
 struct server {
     struct server_config cfg;
     struct db *db;                 /* SQLite store, owned */
+    struct checkin *checkin;       /* device check-in cache over db, owned */
     struct store *store;           /* artifact store, owned */
     struct mqtt *mqtt;             /* broker client, owned; NULL without a broker */
     struct http *http;             /* HTTP daemon, owned */

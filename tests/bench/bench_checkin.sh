@@ -11,9 +11,10 @@
 #   If-None-Match: <the current ETag>   (the 304 path a polling device takes)
 # with wrk, alternately against the server and against ef-bench-hello-mhd (the
 # same libmicrohttpd daemon configuration, answering a fixed 304), ROUNDS
-# times each. It prints requests/s and latency of every run, the medians and
-# the ratio server/hello (goal >= 0.8), and proves with the server's
-# edgefleet_desired_not_modified_total counter that wrk hit the 304 path.
+# times each. It prints requests/s, latency and CPU per request of every run,
+# the medians and the ratio server/hello (goal >= 0.8), and proves with the
+# server's edgefleet_desired_not_modified_total counter that wrk hit the 304
+# path. Not a ctest test: the figures depend on the machine.
 #
 # THREADS is wrk's -t. Environment: SERVER_THREADS (default 2, HTTP threads of
 # both servers), ROUNDS (default 2), WARMUP_S (default 2, per server, not
@@ -93,6 +94,12 @@ wait_http() {
     return 1
 }
 
+# cpu_ticks PID: user + system CPU time the process has used, in clock ticks
+# (the fields after the command name in /proc/PID/stat: utime is the 12th).
+cpu_ticks() {
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
 # metric NAME: the value of one counter at the server's /metrics.
 metric() {
     curl -sf "$SERVER_URL/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { print v == "" ? "NA" : v }'
@@ -116,7 +123,8 @@ SERVER_CMD=("$SERVER_BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$HTT
     --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --threads "$SERVER_THREADS")
 # 304s are logged at debug anyway; warn keeps the set-up's info lines out too.
 EF_LOG_LEVEL=warn "${SERVER_CMD[@]}" >"$WORK/server.log" 2>&1 &
-PIDS+=($!)
+SERVER_PID=$!
+PIDS+=("$SERVER_PID")
 wait_http "$SERVER_URL/healthz" || {
     cat "$WORK/server.log" >&2
     die "edgefleet-server did not start"
@@ -149,7 +157,8 @@ HELLO_PORT=$(free_port)
 HELLO_URL=http://127.0.0.1:$HELLO_PORT
 HELLO_CMD=("$HELLO_BIN" "$HELLO_PORT" "$SERVER_THREADS")
 "${HELLO_CMD[@]}" >"$WORK/hello.log" 2>&1 &
-PIDS+=($!)
+HELLO_PID=$!
+PIDS+=("$HELLO_PID")
 wait_http "$HELLO_URL/" || die "ef-bench-hello-mhd did not start"
 
 # ---- the runs -----------------------------------------------------------
@@ -170,11 +179,13 @@ NM_BEFORE=$(metric edgefleet_desired_not_modified_total)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq "$ROUNDS"); do
     for target in server hello; do
-        url=$SERVER_URL
-        [[ $target == hello ]] && url=$HELLO_URL
+        url=$SERVER_URL pid=$SERVER_PID
+        [[ $target == hello ]] && url=$HELLO_URL pid=$HELLO_PID
         wrk_cmd "$url" "$DURATION"
         echo "bench_checkin: round $round/$ROUNDS $target (${DURATION}s)" >&2
+        ticks=$(cpu_ticks "$pid")
         "${WRK[@]}" >"$RESULTS_DIR/run$round-$target.txt"
+        echo $(($(cpu_ticks "$pid") - ticks)) >"$RESULTS_DIR/run$round-$target.cputicks"
     done
 done
 NM_AFTER=$(metric edgefleet_desired_not_modified_total)
@@ -189,11 +200,12 @@ wrk_cmd "URL" "$DURATION"
 WRK_SHOWN=$(shell_join "${WRK[@]}")
 WRK_SHOWN=${WRK_SHOWN//$DEVTOKEN/DEVTOKEN}
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-"$PY" - "$RESULTS_DIR" "$ROUNDS" "$NM_BEFORE" "$NM_AFTER" <<'EOF' | tee "$RESULTS_DIR/report.txt"
+"$PY" - "$RESULTS_DIR" "$ROUNDS" "$NM_BEFORE" "$NM_AFTER" "$(getconf CLK_TCK)" <<'EOF' | tee "$RESULTS_DIR/report.txt"
 import os, re, statistics, sys
 
 results, rounds = sys.argv[1], int(sys.argv[2])
 nm_before, nm_after = sys.argv[3], sys.argv[4]
+clk_tck = int(sys.argv[5])
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 def parse(path):
@@ -204,6 +216,8 @@ def parse(path):
     for pct in ("50", "90", "99"):
         m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M)
         run["p" + pct] = float(m.group(1)) * UNIT[m.group(2)]
+    ticks = int(open(path[:-len(".txt")] + ".cputicks").read())
+    run["cpu_us"] = 1e6 * ticks / clk_tck / run["requests"] if run["requests"] else 0.0
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     if m:
         run["errors"] += int(m.group(1))
@@ -215,19 +229,23 @@ def parse(path):
 runs = {t: [parse(os.path.join(results, "run%d-%s.txt" % (r, t))) for r in range(1, rounds + 1)]
         for t in ("server", "hello")}
 print("check-in GET /api/v1/devices/bench-1/desired with If-None-Match (304 path)")
-print("%-7s %5s %12s %9s %9s %9s %7s" % ("target", "round", "requests/s", "p50 ms",
-                                         "p90 ms", "p99 ms", "errors"))
+print("%-7s %5s %12s %9s %9s %9s %10s %7s" % ("target", "round", "requests/s", "p50 ms",
+                                              "p90 ms", "p99 ms", "cpu us/req", "errors"))
 for r in range(rounds):
     for t in ("server", "hello"):
         x = runs[t][r]
-        print("%-7s %5d %12.0f %9.2f %9.2f %9.2f %7d" % (t, r + 1, x["rps"], x["p50"],
-                                                      x["p90"], x["p99"], x["errors"]))
+        print("%-7s %5d %12.0f %9.2f %9.2f %9.2f %10.1f %7d" % (
+            t, r + 1, x["rps"], x["p50"], x["p90"], x["p99"], x["cpu_us"], x["errors"]))
 med = {t: statistics.median(x["rps"] for x in runs[t]) for t in runs}
 p99 = {t: statistics.median(x["p99"] for x in runs[t]) for t in runs}
 print("median requests/s: server %.0f, hello %.0f" % (med["server"], med["hello"]))
 print("median p99 latency: server %.2f ms, hello %.2f ms" % (p99["server"], p99["hello"]))
 ratio = med["server"] / med["hello"]
 print("ratio server/hello: %.2f (goal >= 0.80: %s)" % (ratio, "met" if ratio >= 0.8 else "NOT met"))
+cpu = {t: statistics.median(x["cpu_us"] for x in runs[t]) for t in runs}
+if cpu["server"] > 0:
+    print("median CPU per request (process user+system): server %.1f us, hello %.1f us; "
+          "hello/server %.2f" % (cpu["server"], cpu["hello"], cpu["hello"] / cpu["server"]))
 sent = sum(x["requests"] for x in runs["server"])
 if "NA" in (nm_before, nm_after):
     print("304 check: WARNING: /metrics has no edgefleet_desired_not_modified_total")

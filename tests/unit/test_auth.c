@@ -61,7 +61,7 @@ static void test_no_header_is_anonymous(void **state)
 {
     struct fixture *f = *state;
     struct principal who;
-    assert_int_equal(auth_authenticate(f->db, NULL, &who), 0);
+    assert_int_equal(auth_authenticate(f->db, NULL, NULL, &who), 0);
     assert_int_equal(who.kind, PRINCIPAL_ANONYMOUS);
 }
 
@@ -73,7 +73,7 @@ static void test_api_token_gives_its_role(void **state)
     int64_t id = 0;
     make_token(AUTH_PREFIX_API, token, hash, header, sizeof(header));
     assert_int_equal(db_api_token_create(f->db, "ops", "operator", hash, 1, &id), 0);
-    assert_int_equal(auth_authenticate(f->db, header, &who), 0);
+    assert_int_equal(auth_authenticate(f->db, NULL, header, &who), 0);
     assert_int_equal(who.kind, PRINCIPAL_API);
     assert_int_equal(who.role, ROLE_OPERATOR);
     assert_int_equal(who.token_id, id);
@@ -93,17 +93,17 @@ static void test_revoked_token_is_refused(void **state)
     make_token(AUTH_PREFIX_API, token, hash, header, sizeof(header));
     assert_int_equal(db_api_token_create(f->db, "v", "viewer", hash, 1, &id), 0);
     assert_int_equal(db_api_token_revoke(f->db, id, 2, NULL), 0);
-    assert_int_equal(auth_authenticate(f->db, header, &who), EF_EAUTH);
+    assert_int_equal(auth_authenticate(f->db, NULL, header, &who), EF_EAUTH);
 }
 
 static void test_unknown_and_malformed_tokens_are_refused(void **state)
 {
     struct fixture *f = *state;
     struct principal who;
-    assert_int_equal(auth_authenticate(f->db, "Bearer efa_doesnotexist000", &who), EF_EAUTH);
-    assert_int_equal(auth_authenticate(f->db, "Basic dXNlcjpwYXNz", &who), EF_EAUTH);
-    assert_int_equal(auth_authenticate(f->db, "Bearer ", &who), EF_EAUTH);
-    assert_int_equal(auth_authenticate(f->db, "Bearer xyz_0123456789abcdef", &who), EF_EAUTH);
+    assert_int_equal(auth_authenticate(f->db, NULL, "Bearer efa_doesnotexist000", &who), EF_EAUTH);
+    assert_int_equal(auth_authenticate(f->db, NULL, "Basic dXNlcjpwYXNz", &who), EF_EAUTH);
+    assert_int_equal(auth_authenticate(f->db, NULL, "Bearer ", &who), EF_EAUTH);
+    assert_int_equal(auth_authenticate(f->db, NULL, "Bearer xyz_0123456789abcdef", &who), EF_EAUTH);
     assert_int_equal(who.kind, PRINCIPAL_ANONYMOUS);
 }
 
@@ -116,7 +116,7 @@ static void test_api_hash_under_device_prefix_is_refused(void **state)
     assert_int_equal(db_api_token_create(f->db, "a", "admin", hash, 1, NULL), 0);
     /* The prefix picks the table: an API token dressed as a device token is unknown. */
     memcpy(header + 7, AUTH_PREFIX_DEVICE, 3);
-    assert_int_equal(auth_authenticate(f->db, header, &who), EF_EAUTH);
+    assert_int_equal(auth_authenticate(f->db, NULL, header, &who), EF_EAUTH);
 }
 
 static void test_device_token_names_its_device(void **state)
@@ -126,7 +126,7 @@ static void test_device_token_names_its_device(void **state)
     struct principal who;
     make_token(AUTH_PREFIX_DEVICE, token, hash, header, sizeof(header));
     assert_int_equal(db_device_create(f->db, "cam-7", hash, "default", NULL, 1), 0);
-    assert_int_equal(auth_authenticate(f->db, header, &who), 0);
+    assert_int_equal(auth_authenticate(f->db, NULL, header, &who), 0);
     assert_int_equal(who.kind, PRINCIPAL_DEVICE);
     assert_string_equal(who.device_id, "cam-7");
 }
@@ -139,7 +139,7 @@ static void test_expired_enroll_token_is_refused(void **state)
     make_token(AUTH_PREFIX_ENROLL, token, hash, header, sizeof(header));
     /* Expired at 1 ms after the epoch. */
     assert_int_equal(db_enroll_token_create(f->db, hash, NULL, 1, 1, 0, NULL), 0);
-    assert_int_equal(auth_authenticate(f->db, header, &who), EF_EAUTH);
+    assert_int_equal(auth_authenticate(f->db, NULL, header, &who), EF_EAUTH);
 }
 
 static void test_describe_names_the_caller(void **state)
