@@ -5,6 +5,13 @@
 # on the first run, prints the URL and the admin token, and stops both on
 # Ctrl-C. See docs/quickstart.md.
 #
+# The broker runs mosquitto's dynamic-security plugin (deploy/mosquitto/
+# dynsec.conf): no anonymous clients, and every client may do only what its
+# roles allow. The plugin's admin client is made on the first run (its
+# password in DATA_DIR/mosquitto/admin.password); on every run the script
+# gives the server its own client, edgefleet-server, with a fresh password,
+# and the server gives each device its own client at enrollment.
+#
 # Environment:
 #   EF_DATA_DIR   data directory (default: edgefleet-data/ in the repository)
 #   EF_HTTP_PORT  server port (default: 8080 if free, else any free port)
@@ -15,6 +22,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=/usr/bin/python3
 broker_pid=
 server_pid=
+server_mqtt_password=
 
 die() {
   echo "quickstart: $*" >&2
@@ -129,15 +137,138 @@ cleanup() {
   broker_pid=
 }
 
-# render_broker_config TEMPLATE OUT: fills in @PORT@, @DATA_DIR@ and @USER@.
+# render_broker_config TEMPLATE OUT: fills in @PORT@, @DATA_DIR@, @USER@ and
+# @DYNSEC_PLUGIN@.
 render_broker_config() {
-  local esc_dir esc_user
+  local esc_dir esc_user esc_plugin
   # Escape the characters sed treats specially in a replacement.
   esc_dir=$(printf '%s' "$data_dir" | sed 's/[\\|&]/\\&/g')
   esc_user=$(id -un | sed 's/[\\|&]/\\&/g')
+  esc_plugin=$(dynsec_plugin | sed 's/[\\|&]/\\&/g')
   sed -e "s|@PORT@|$mqtt_port|g" -e "s|@DATA_DIR@|$esc_dir|g" \
-      -e "s|@USER@|$esc_user|g" "$1" >"$2.tmp"
+      -e "s|@USER@|$esc_user|g" -e "s|@DYNSEC_PLUGIN@|$esc_plugin|g" "$1" >"$2.tmp"
   mv "$2.tmp" "$2"
+}
+
+# random_secret: prints 256 random bits as hex (safe in a URL and in JSON).
+random_secret() {
+  od -An -tx1 -N32 /dev/urandom | tr -d ' \n'
+}
+
+# dynsec_plugin: prints the path of mosquitto's dynamic-security plugin.
+dynsec_plugin() {
+  local p
+  for p in /usr/lib/*/mosquitto_dynamic_security.so /usr/lib/mosquitto_dynamic_security.so \
+    /usr/local/lib/mosquitto_dynamic_security.so; do
+    if [[ -e "$p" ]]; then
+      printf '%s\n' "$p"
+      return 0
+    fi
+  done
+  die "mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) is not installed"
+}
+
+# init_broker_security: on the first run, writes the plugin's state file
+# DATA_DIR/mosquitto/dynsec.json with one client, admin, allowed to manage
+# the plugin; its password is kept in DATA_DIR/mosquitto/admin.password
+# (mode 0600), the state file holds only a salted hash of it.
+init_broker_security() {
+  local dir=$data_dir/mosquitto password
+  mkdir -p "$dir"
+  chmod 0700 "$dir"
+  if [[ -e "$dir/dynsec.json" ]]; then
+    [[ -r "$dir/admin.password" ]] ||
+      die "$dir/admin.password is missing; delete $dir/dynsec.json to make a new broker admin"
+    return 0
+  fi
+  password=$(random_secret)
+  (umask 077 && printf '%s\n' "$password" >"$dir/admin.password")
+  (umask 077 && mosquitto_ctrl dynsec init "$dir/dynsec.json" admin "$password" >/dev/null) ||
+    die "mosquitto_ctrl dynsec init $dir/dynsec.json failed"
+}
+
+# dynsec_call: sends the dynamic-security commands read on stdin (a JSON
+# array) to the broker as its admin client, and fails unless every one
+# succeeded (deleting what does not exist counts as success). Secrets travel
+# on stdin and in files, never on a command line.
+dynsec_call() {
+  "$python" -c '
+import json, os, sys, threading
+import paho.mqtt.client as mqtt
+
+port, password_file = int(sys.argv[1]), sys.argv[2]
+commands = json.load(sys.stdin)
+for i, c in enumerate(commands):
+    c["correlationData"] = "quickstart-%d" % i
+answer, done = {}, threading.Event()
+
+def on_connect(client, userdata, flags, rc):
+    if rc != 0:
+        answer["error"] = "the broker refused the admin client (%s)" % mqtt.connack_string(rc)
+        done.set()
+    else:
+        client.subscribe("$CONTROL/dynamic-security/v1/response", 1)
+
+def on_subscribe(client, userdata, mid, granted):
+    client.publish("$CONTROL/dynamic-security/v1", json.dumps({"commands": commands}), 1)
+
+def on_message(client, userdata, msg):
+    answer["responses"] = json.loads(msg.payload).get("responses", [])
+    done.set()
+
+client = mqtt.Client(client_id="edgefleet-quickstart-%d" % os.getpid(), protocol=mqtt.MQTTv311)
+with open(password_file) as f:
+    client.username_pw_set("admin", f.read().strip())
+client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+client.connect("127.0.0.1", port, 30)
+client.loop_start()
+answered = done.wait(10)
+client.disconnect()
+client.loop_stop()
+if not answered:
+    sys.exit("no answer from the dynamic-security plugin")
+if "error" in answer:
+    sys.exit(answer["error"])
+failed = ["%s: %s" % (r.get("command"), r["error"]) for r in answer["responses"]
+          if "error" in r and not (str(r.get("command")).startswith("delete")
+                                   and r["error"].endswith(" not found"))]
+if failed or len(answer["responses"]) != len(commands):
+    sys.exit("dynamic-security: " + ("; ".join(failed) or "answers missing"))
+' "$mqtt_port" "$data_dir/mosquitto/admin.password"
+}
+
+# provision_server_client: (re)makes the server's broker client,
+# edgefleet-server, with a new password in server_mqtt_password, and a role
+# with what the server needs: manage the plugin, read what devices say,
+# write their desired state and commands and the events. Also makes the
+# plugin's defaults deny what no role allows, receiving included.
+provision_server_client() {
+  local p=publishClientSend r=publishClientReceive s=subscribePattern acls=() acl sep=
+  local devices=edgefleet/v1/devices/+ topic
+  server_mqtt_password=$(random_secret)
+  acls+=("$p \$CONTROL/dynamic-security/v1")
+  acls+=("subscribeLiteral \$CONTROL/dynamic-security/v1/response")
+  acls+=("$r \$CONTROL/dynamic-security/v1/response")
+  for topic in reported status telemetry; do
+    acls+=("$s $devices/$topic" "$r $devices/$topic")
+  done
+  acls+=("$p $devices/desired" "$p $devices/cmd" "$p edgefleet/v1/events/#")
+  {
+    printf '[{"command":"setDefaultACLAccess","acls":['
+    printf '{"acltype":"publishClientSend","allow":false},'
+    printf '{"acltype":"publishClientReceive","allow":false},'
+    printf '{"acltype":"subscribe","allow":false},{"acltype":"unsubscribe","allow":true}]},'
+    printf '{"command":"deleteClient","username":"edgefleet-server"},'
+    printf '{"command":"deleteRole","rolename":"edgefleet-server"},'
+    printf '{"command":"createRole","rolename":"edgefleet-server","acls":['
+    for acl in "${acls[@]}"; do
+      printf '%s{"acltype":"%s","topic":"%s","allow":true}' "$sep" "${acl%% *}" "${acl#* }"
+      sep=,
+    done
+    printf ']},{"command":"createClient","username":"edgefleet-server","password":"%s",' \
+      "$server_mqtt_password"
+    printf '"roles":[{"rolename":"edgefleet-server"}]}]\n'
+  } | dynsec_call || die "could not make the server's broker client (log: $data_dir/mosquitto/mosquitto.log)"
 }
 
 # start_demo_devices: starts a few edgefleet-agent processes enrolled against
@@ -176,21 +307,25 @@ init_once() {
   chmod 0600 "$data_dir/admin.token"
 }
 
+# start_broker: starts mosquitto with the dynamic-security plugin and gives
+# the server its broker client.
 start_broker() {
   local dir=$data_dir/mosquitto
-  mkdir -p "$dir"
-  render_broker_config "$root/deploy/mosquitto/mosquitto.conf" "$dir/mosquitto.conf"
+  init_broker_security
+  render_broker_config "$root/deploy/mosquitto/dynsec.conf" "$dir/mosquitto.conf"
   mosquitto -c "$dir/mosquitto.conf" >>"$dir/mosquitto.log" 2>&1 &
   broker_pid=$!
   wait_tcp "$mqtt_port" "$broker_pid" 10 || {
     tail -n 20 "$dir/mosquitto.log" >&2 || true
     die "mosquitto did not start on 127.0.0.1:$mqtt_port (log: $dir/mosquitto.log)"
   }
+  provision_server_client
 }
 
 start_server() {
-  "$bin/edgefleet-server" serve --data-dir "$data_dir" \
-    --listen "127.0.0.1:$http_port" --mqtt "mqtt://127.0.0.1:$mqtt_port" \
+  # The server manages the device identities as edgefleet-server.
+  "$bin/edgefleet-server" serve --data-dir "$data_dir" --listen "127.0.0.1:$http_port" \
+    --mqtt "mqtt://edgefleet-server:$server_mqtt_password@127.0.0.1:$mqtt_port" \
     >>"$data_dir/server.log" 2>&1 &
   server_pid=$!
   wait_healthz "$server_url" "$server_pid" 30 || {
@@ -211,6 +346,8 @@ print_banner() {
 edgefleet is running.
   server:      $server_url   (log: $data_dir/server.log)
   broker:      mqtt://127.0.0.1:$mqtt_port   (log: $data_dir/mosquitto/mosquitto.log)
+               no anonymous clients; each device gets its own credentials at enrollment;
+               broker admin: user admin, password in $data_dir/mosquitto/admin.password
   data dir:    $data_dir
   admin token: $token_line
 
@@ -221,6 +358,7 @@ Try, in another shell:
   edgefleet model list
   edgefleet device list
   curl -s $server_url/healthz
+  mosquitto_sub -h 127.0.0.1 -p $mqtt_port -u admin -P "\$(cat '$data_dir/mosquitto/admin.password')" -t 'edgefleet/v1/#' -v
 
 Press Ctrl-C to stop the server and the broker.
 EOM

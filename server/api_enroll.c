@@ -262,12 +262,12 @@ enum MHD_Result api_enroll(struct request *req)
     ef_pk_to_b64(srv->server_key.pk, server_b64);
     doc = json_pack("{s:s, s:s, s:{s:s, s:s}}", "device_id", device_id, "device_token", token,
                     "keys", "release", release_b64, "server", server_b64);
-    if (doc && password[0] &&
-        json_object_set_new(doc, "mqtt",
-                            json_pack("{s:s, s:s}", "username", device_id, "password",
-                                      password)) != 0) {
-        json_decref(doc);
-        doc = NULL;
+    if (doc && password[0]) {
+        json_t *mqtt = json_pack("{s:s, s:s}", "username", device_id, "password", password);
+        if (json_object_set_new(doc, "mqtt", mqtt) != 0) { /* takes mqtt, even NULL */
+            json_decref(doc);
+            doc = NULL;
+        }
     }
     r = doc ? http_reply_json(req, 201, doc) : http_reply_ef_error(req, EF_ENOMEM, "out of memory");
 out:

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define DYNSEC_ID_SIZE 64 /* "edgefleet-", a 64-bit counter, "-" and 64 random bits in hex */
+#define DYNSEC_ID_SIZE   64 /* "edgefleet-", a 64-bit counter, "-" and 64 random bits in hex */
 #define DYNSEC_ROLE_SIZE (sizeof(DYNSEC_ROLE_PREFIX) + EF_DEVICE_ID_MAX)
 
 /* One request in flight: its commands share one correlationData, and their
@@ -36,36 +36,38 @@ struct dynsec_call {
 };
 
 struct dynsec {
-    struct mqtt *mqtt;           /* borrowed: carries the commands */
-    pthread_mutex_t lock;        /* guards the members below */
-    pthread_cond_t changed;      /* broadcast on answers, connects, verdicts and stop */
-    pthread_mutex_t identities;  /* dynsec_identity_lock; never taken under lock */
-    pthread_t prober;            /* runs prober_main */
-    char nonce[17];              /* random hex in every correlation id of this session */
-    bool connected;              /* between the connect and disconnect hooks */
-    unsigned generation;         /* connects so far */
-    unsigned probed;             /* the generation the latest probe ran on */
-    enum dynsec_state state;     /* the latest probe's verdict */
-    bool stopping;               /* dynsec_free has begun */
-    uint64_t calls_made;         /* for correlation ids */
-    struct dynsec_call *calls;   /* calls in flight */
+    struct mqtt *mqtt;          /* borrowed: carries the commands */
+    pthread_mutex_t lock;       /* guards the members below */
+    pthread_cond_t changed;     /* broadcast on answers, connects, verdicts and stop */
+    pthread_mutex_t identities; /* dynsec_identity_lock; never taken under lock */
+    pthread_t prober;           /* runs prober_main */
+    char nonce[17];             /* random hex in every correlation id of this session */
+    bool connected;             /* between the connect and disconnect hooks */
+    unsigned generation;        /* connects so far */
+    unsigned probed;            /* the generation the latest probe ran on */
+    enum dynsec_state state;    /* the latest probe's verdict */
+    bool stopping;              /* dynsec_free has begun */
+    uint64_t calls_made;        /* for correlation ids */
+    struct dynsec_call *calls;  /* calls in flight */
 };
 
 /* ---- The plugin's JSON ---- */
 
 /* What a device's role allows, on its own topics only. */
+/* clang-format off */
 static const struct {
     const char *acltype; /* the plugin's ACL type */
     const char *leaf;    /* topic leaf under edgefleet/v1/devices/{id}/ */
 } device_acls[] = {
-    {"subscribeLiteral", "desired"},
-    {"subscribeLiteral", "cmd"},
+    {"subscribeLiteral",     "desired"},
+    {"subscribeLiteral",     "cmd"},
     {"publishClientReceive", "desired"},
     {"publishClientReceive", "cmd"},
-    {"publishClientSend", "reported"},
-    {"publishClientSend", "telemetry"},
-    {"publishClientSend", "status"},
+    {"publishClientSend",    "reported"},
+    {"publishClientSend",    "telemetry"},
+    {"publishClientSend",    "status"},
 };
+/* clang-format on */
 
 static int role_name(const char *device_id, char role[DYNSEC_ROLE_SIZE])
 {
@@ -98,14 +100,12 @@ int dynsec_commands_device_create(json_t *commands, const char *device_id, const
                                         "topic", topic, "allow", 1));
     }
     if (rc == 0)
-        rc = append(commands, json_pack("{s:s, s:s, s:s, s:O}", "command", "createRole",
-                                        "rolename", role, "textname", "edgefleet device",
-                                        "acls", acls));
+        rc = append(commands, json_pack("{s:s, s:s, s:s, s:O}", "command", "createRole", "rolename",
+                                        role, "textname", "edgefleet device", "acls", acls));
     if (rc == 0)
         rc = append(commands, json_pack("{s:s, s:s, s:s, s:s, s:[{s:s}]}", "command",
-                                        "createClient", "username", device_id, "password",
-                                        password, "textname", "edgefleet device", "roles",
-                                        "rolename", role));
+                                        "createClient", "username", device_id, "password", password,
+                                        "textname", "edgefleet device", "roles", "rolename", role));
 out:
     json_decref(acls);
     return rc;
@@ -116,8 +116,8 @@ int dynsec_commands_device_delete(json_t *commands, const char *device_id)
     char role[DYNSEC_ROLE_SIZE];
     int rc = role_name(device_id, role);
     if (rc == 0)
-        rc = append(commands, json_pack("{s:s, s:s}", "command", "deleteClient", "username",
-                                        device_id));
+        rc = append(commands,
+                    json_pack("{s:s, s:s}", "command", "deleteClient", "username", device_id));
     if (rc == 0)
         rc = append(commands, json_pack("{s:s, s:s}", "command", "deleteRole", "rolename", role));
     return rc;
@@ -178,12 +178,10 @@ static bool is_not_found(const char *error)
 {
     static const char suffix[] = " not found";
     size_t len = strlen(error);
-    return len >= sizeof(suffix) - 1 &&
-           strcmp(error + len - (sizeof(suffix) - 1), suffix) == 0;
+    return len >= sizeof(suffix) - 1 && strcmp(error + len - (sizeof(suffix) - 1), suffix) == 0;
 }
 
-int dynsec_answers_check(const json_t *commands, const json_t *answers, char *msg,
-                         size_t msg_size)
+int dynsec_answers_check(const json_t *commands, const json_t *answers, char *msg, size_t msg_size)
 {
     size_t n = json_array_size(commands);
     msg[0] = '\0';

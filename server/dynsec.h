@@ -32,14 +32,14 @@
 struct mqtt;
 struct dynsec;
 
-#define DYNSEC_TOPIC "$CONTROL/dynamic-security/v1"
-#define DYNSEC_RESPONSE_TOPIC DYNSEC_TOPIC "/response"
-#define DYNSEC_ROLE_PREFIX "edgefleet-device-"
-#define DYNSEC_PASSWORD_PREFIX "efm"     /* a broker password: "efm_" + 256 random bits */
-#define DYNSEC_PASSWORD_SIZE EF_TOKEN_SIZE
-#define DYNSEC_PROBE_TIMEOUT_MS 3000     /* how long the probe waits for the plugin */
-#define DYNSEC_CALL_TIMEOUT_MS 3000      /* how long a command waits for its answer */
-#define DYNSEC_MESSAGE_MAX (256u << 10)  /* largest answer read, bytes */
+#define DYNSEC_TOPIC            "$CONTROL/dynamic-security/v1"
+#define DYNSEC_RESPONSE_TOPIC   DYNSEC_TOPIC "/response"
+#define DYNSEC_ROLE_PREFIX      "edgefleet-device-"
+#define DYNSEC_PASSWORD_PREFIX  "efm" /* a broker password: "efm_" + 256 random bits */
+#define DYNSEC_PASSWORD_SIZE    EF_TOKEN_SIZE
+#define DYNSEC_PROBE_TIMEOUT_MS 3000         /* how long the probe waits for the plugin */
+#define DYNSEC_CALL_TIMEOUT_MS  3000         /* how long a command waits for its answer */
+#define DYNSEC_MESSAGE_MAX      (256u << 10) /* largest answer read, bytes */
 
 /* What the latest probe found. */
 enum dynsec_state {
@@ -100,8 +100,7 @@ int dynsec_device_delete(struct dynsec *ds, const char *device_id);
 
 /* Appends to commands (an array) the plugin commands that create device_id's
  * role and its client with password. EF_EINVAL (bad id), EF_ENOMEM. */
-int dynsec_commands_device_create(json_t *commands, const char *device_id,
-                                  const char *password);
+int dynsec_commands_device_create(json_t *commands, const char *device_id, const char *password);
 
 /* Appends to commands the plugin commands that delete device_id's client and
  * role. EF_EINVAL, EF_ENOMEM. */
@@ -122,7 +121,6 @@ int dynsec_response_parse(const void *payload, size_t len, json_t **out);
  * succeeded, where a delete whose target does not exist counts as success.
  * EF_EPERM when one failed, with "command: error" in msg; EF_EPARSE when the
  * answers do not match the commands. */
-int dynsec_answers_check(const json_t *commands, const json_t *answers, char *msg,
-                         size_t msg_size);
+int dynsec_answers_check(const json_t *commands, const json_t *answers, char *msg, size_t msg_size);
 
 #endif

@@ -25,6 +25,7 @@
 #define MQTT_MAX_DEVICE_PAYLOAD REPORT_MAX_BYTES
 /* A dynamic-security command document: a few commands of one device. */
 #define MQTT_MAX_CONTROL_PAYLOAD (64u << 10)
+
 #define MQTT_KEEPALIVE_S 30
 #define MQTT_RECONNECT_MIN_S 1
 #define MQTT_RECONNECT_MAX_S 30

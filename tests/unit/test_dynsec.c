@@ -87,19 +87,17 @@ static void test_delete_removes_the_client_then_the_role(void **state)
     assert_int_equal(dynsec_commands_device_delete(commands, "dev-1"), 0);
     assert_int_equal(json_array_size(commands), 2);
     assert_string_equal(command_name(commands, 0), "deleteClient");
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(commands, 0), "username")), "dev-1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(commands, 0), "username")),
+                        "dev-1");
     assert_string_equal(command_name(commands, 1), "deleteRole");
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(commands, 1), "rolename")),
-        "edgefleet-device-dev-1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(commands, 1), "rolename")),
+                        "edgefleet-device-dev-1");
     json_decref(commands);
 }
 
 static void test_ids_that_are_not_device_ids_are_refused(void **state)
 {
-    static const char *const bad[] = {"", "a/b", "+", "#", "dev+1", "-x", ".x",
-                                      "a b", "\"quote\""};
+    static const char *const bad[] = {"", "a/b", "+", "#", "dev+1", "-x", ".x", "a b", "\"quote\""};
     json_t *commands = json_array();
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(dynsec_commands_device_create(commands, bad[i], PASSWORD), EF_EINVAL);
@@ -130,8 +128,7 @@ static void test_request_text_carries_the_correlation_on_every_command(void **st
                             command_name(commands, i));
     }
     /* The caller's commands are left as they were. */
-    json_array_foreach(commands, i, c)
-        assert_null(json_object_get(c, "correlationData"));
+    json_array_foreach(commands, i, c) assert_null(json_object_get(c, "correlationData"));
     json_decref(doc);
     free(text);
     json_decref(commands);
@@ -154,10 +151,11 @@ static void test_answers_are_parsed(void **state)
     json_decref(r);
     /* A listing carries data; an answer to a payload that was not JSON has
      * no correlation. */
-    assert_int_equal(parse("{\"responses\":[{\"command\":\"listClients\",\"data\":{\"totalCount\":1,"
-                           "\"clients\":[\"admin\"]},\"correlationData\":\"p\"}]}",
-                           &r),
-                     0);
+    assert_int_equal(
+        parse("{\"responses\":[{\"command\":\"listClients\",\"data\":{\"totalCount\":1,"
+              "\"clients\":[\"admin\"]},\"correlationData\":\"p\"}]}",
+              &r),
+        0);
     json_decref(r);
     assert_int_equal(
         parse("{\"responses\":[{\"command\":\"Unknown command\",\"error\":\"Payload not valid "
