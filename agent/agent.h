@@ -74,6 +74,7 @@ struct agent {
     bool polling;               /* a GET /desired is under way */
     char desired_etag[96];      /* of the last GET /desired answered 200 */
     bool handles_ready;         /* signals and timers initialised */
+    int exit_rc;                /* a fatal error met on the loop, 0 if none */
     bool stopping;
 };
 

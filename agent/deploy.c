@@ -1567,6 +1567,14 @@ void deploy_observe(struct deploy *d, enum ef_slot_kind slot, bool ok, double la
     }
 }
 
+void deploy_report_current(struct deploy *d)
+{
+    for (int k = 0; k < EF_SLOT_COUNT; k++) {
+        struct slot *s = &d->slots[k];
+        report(s, s->st->target, state_phase_name(s->st->phase), s->st->reason);
+    }
+}
+
 int64_t deploy_last_seq(const struct deploy *d)
 {
     return d->state.last_seq;

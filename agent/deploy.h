@@ -98,6 +98,11 @@ struct model *deploy_serving(struct deploy *d, enum ef_slot_kind slot);
  * judged every second on the loop, so a breach swaps back within a second. */
 void deploy_observe(struct deploy *d, enum ef_slot_kind slot, bool ok, double latency_ms);
 
+/* Reports every slot's current state again (after a reconnect, and with each
+ * poll of the desired state): a report lost while the server or the broker
+ * was away is made good without waiting for the next transition. */
+void deploy_report_current(struct deploy *d);
+
 /* The last accepted assignment seq (0 when none). */
 int64_t deploy_last_seq(const struct deploy *d);
 

@@ -99,6 +99,7 @@ static void go_online(struct agent *a)
     int rc = uplink_start(a);
     if (rc != 0) {
         ef_error("uplink_failed", "error=%s", ef_errname(rc));
+        a->exit_rc = rc;
         agent_shutdown(a);
         return;
     }
@@ -110,8 +111,10 @@ static void go_online(struct agent *a)
 static void on_enrolled(struct agent *a, int rc)
 {
     if (rc != 0) {
-        if (rc != EF_EBUSY)
+        if (rc != EF_EBUSY) {
             ef_error("enroll_failed", "error=%s", ef_errname(rc));
+            a->exit_rc = rc;
+        }
         agent_shutdown(a);
         return;
     }
@@ -197,6 +200,9 @@ static int agent_run(struct agent *a)
     else if ((rc = identity_enroll(a, on_enrolled)) != 0)
         agent_shutdown(a);
     uv_run(&a->loop, UV_RUN_DEFAULT);
+    /* A failure found on the loop (enrollment refused, bad broker URL). */
+    if (rc == 0)
+        rc = a->exit_rc;
 out:
     agent_shutdown(a);
     /* Close whatever is left (handles of modules that failed half-way) and
@@ -218,9 +224,10 @@ static int infer_main(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             puts("usage: edgefleet-agent infer [--socket PATH | --data-dir DIR] '[x1, ...]'\n"
-                 "Sends one input vector to the agent's inference socket (default\n"
-                 "DATA_DIR/infer.sock) and prints the answer: one JSON object with\n"
-                 "output, label (when the model has labels), model and latency_us.");
+                 "Sends one input vector to the agent's inference socket (DIR/infer.sock\n"
+                 "with --data-dir, else ./infer.sock) and prints the answer: one JSON\n"
+                 "object with output, class (argmax index), label (when the model has\n"
+                 "labels), model and latency_us.");
             return 0;
         }
         if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)

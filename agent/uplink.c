@@ -56,8 +56,11 @@ static void desired_answered(void *ctx, const struct http_result *res)
         ef_warn("desired_poll_failed", "error=%s", ef_errname(res->rc));
         return;
     }
-    if (res->status == 304 || res->status == 404)
-        return; /* unchanged, or nothing assigned yet */
+    if (res->status == 304 || res->status == 404) {
+        /* Unchanged, or nothing assigned yet; the server hears where we stand. */
+        deploy_report_current(a->deploy);
+        return;
+    }
     if (res->status != 200) {
         ef_warn("desired_poll_failed", "status=%ld", res->status);
         return;
@@ -130,8 +133,11 @@ static void on_state(void *ctx, bool connected)
     ef_info("broker_connected", "device=%s", a->cfg.device_id);
     if (ef_topic_device(topic, sizeof(topic), a->cfg.device_id, "status") == 0)
         (void)mqtt_link_publish(a->mqtt, topic, "online", 6, 1, true);
-    /* The broker may have lost the retained assignment, or we missed it while
-     * away: the server's HTTP copy settles it. */
+    /* Reports sent while the link was down are lost (QoS 1 queues nothing
+     * offline): say again where each slot stands. The broker may also have
+     * lost the retained assignment, or we missed it while away: the server's
+     * HTTP copy settles it. */
+    deploy_report_current(a->deploy);
     agent_poll_desired(a);
 }
 

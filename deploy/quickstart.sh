@@ -125,12 +125,18 @@ stop_child() {
   wait "$pid" 2>/dev/null || true
 }
 
-# cleanup: stops the server first (it publishes to the broker), then the broker.
+# cleanup: stops the demo devices, then the server (it publishes to the
+# broker), then the broker.
 cleanup() {
   trap - INT TERM EXIT
   if [[ -n "$server_pid$broker_pid" ]]; then
     echo "quickstart: stopping"
   fi
+  local pid
+  for pid in "${demo_pids[@]}"; do
+    stop_child "$pid" demo-device
+  done
+  demo_pids=()
   stop_child "$server_pid" edgefleet-server
   server_pid=
   stop_child "$broker_pid" mosquitto
@@ -246,6 +252,9 @@ provision_server_client() {
   local p=publishClientSend r=publishClientReceive s=subscribePattern acls=() acl sep=
   local devices=edgefleet/v1/devices/+ topic
   server_mqtt_password=$(random_secret)
+  # The server reads it from this file: a password on its command line would
+  # show in ps.
+  (umask 077 && printf '%s\n' "$server_mqtt_password" >"$data_dir/mosquitto/server.password")
   acls+=("$p \$CONTROL/dynamic-security/v1")
   acls+=("subscribeLiteral \$CONTROL/dynamic-security/v1/response")
   acls+=("$r \$CONTROL/dynamic-security/v1/response")
@@ -271,11 +280,66 @@ provision_server_client() {
   } | dynsec_call || die "could not make the server's broker client (log: $data_dir/mosquitto/mosquitto.log)"
 }
 
-# start_demo_devices: starts a few edgefleet-agent processes enrolled against
-# this server, so the fleet is not empty.
-# ---- TO BE FILLED BY THE AGENT ISSUE: a no-op until edgefleet-agent exists. ----
+# start_demo_devices: a live fleet on first run. Trains a FANN network on
+# libfann-doc's thyroid set (once), registers it with reference data, enrolls
+# EF_DEMO_DEVICES (default 3) agents with their own data directories under
+# DATA_DIR/devices/, assigns the model to ring default, and feeds each agent
+# real thyroid inputs through its inference socket so telemetry has traffic.
+# EF_DEMO_DEVICES=0 starts none.
+demo_pids=()
+datasets=/usr/share/doc/libfann-dev/examples/datasets
 start_demo_devices() {
-  :
+  local n=${EF_DEMO_DEVICES:-3} i id dir token cli=("$bin/edgefleet" --server "$server_url" --token "$admin_token")
+  ((n > 0)) || return 0
+  [[ -n "$admin_token" ]] || { echo "quickstart: no admin token; no demo devices" >&2; return 0; }
+  mkdir -p "$data_dir/devices"
+  if [[ ! -s "$data_dir/devices/thyroid.net" ]]; then
+    "$root/build/test-bin/ef-train-fixture" "$datasets/thyroid.train" \
+      "$data_dir/devices/thyroid.net" 8 100 1 >/dev/null || die "could not train the demo model"
+  fi
+  if ! "${cli[@]}" model show thyroid >/dev/null 2>&1; then
+    printf '{"labels":["hyper","hypo","normal"],"description":"demo: thyroid (PROBEN1)"}\n' \
+      >"$data_dir/devices/thyroid.meta.json"
+    "${cli[@]}" model push thyroid "$data_dir/devices/thyroid.net" --data "$datasets/thyroid.test" \
+      --meta "$data_dir/devices/thyroid.meta.json" >/dev/null || die "could not register the demo model"
+  fi
+  for ((i = 1; i <= n; i++)); do
+    id=demo-$i
+    dir=$data_dir/devices/$id
+    token=
+    if [[ ! -e "$dir/identity.json" ]]; then
+      token=$("${cli[@]}" --json enroll-token create | "$python" -c 'import json,sys; print(json.load(sys.stdin)["token"])') ||
+        die "could not make an enrollment token"
+    fi
+    "$bin/edgefleet-agent" --server "$server_url" --mqtt "mqtt://127.0.0.1:$mqtt_port" \
+      --data-dir "$dir" --device-id "$id" ${token:+--enroll-token "$token"} --tag demo=yes \
+      --metrics-interval 10 >>"$data_dir/devices/$id.log" 2>&1 &
+    demo_pids+=($!)
+  done
+  # Assigning is idempotent: devices already on thyroid@latest stay as they are.
+  local latest
+  latest=$("${cli[@]}" --json model show thyroid | "$python" -c 'import json,sys; print(json.load(sys.stdin)["latest_version"])')
+  sleep 1
+  "${cli[@]}" assign "thyroid@$latest" --ring default >/dev/null ||
+    echo "quickstart: could not assign the demo model yet; see the devices' logs" >&2
+  feed_demo_devices "$n" &
+  demo_pids+=($!)
+}
+
+# feed_demo_devices N: one request per device every half second, cycling
+# through the thyroid test rows (inputs only), until the script stops.
+feed_demo_devices() {
+  local n=$1 row i
+  mapfile -t rows < <(awk 'NR > 1 && NR % 2 == 0' "$datasets/thyroid.test" | head -n 500)
+  while :; do
+    for row in "${rows[@]}"; do
+      for ((i = 1; i <= n; i++)); do
+        "$bin/edgefleet-agent" infer --data-dir "$data_dir/devices/demo-$i" \
+          "[$(echo "$row" | xargs | tr ' ' ',')]" >/dev/null 2>&1 || true
+      done
+      sleep 0.5
+    done
+  done
 }
 
 # build_release: builds everything in build/ (the tests too: their helper
@@ -325,7 +389,8 @@ start_broker() {
 start_server() {
   # The server manages the device identities as edgefleet-server.
   "$bin/edgefleet-server" serve --data-dir "$data_dir" --listen "127.0.0.1:$http_port" \
-    --mqtt "mqtt://edgefleet-server:$server_mqtt_password@127.0.0.1:$mqtt_port" \
+    --mqtt "mqtt://edgefleet-server@127.0.0.1:$mqtt_port" \
+    --mqtt-password-file "$data_dir/mosquitto/server.password" \
     >>"$data_dir/server.log" 2>&1 &
   server_pid=$!
   wait_healthz "$server_url" "$server_pid" 30 || {
@@ -349,6 +414,8 @@ edgefleet is running.
                no anonymous clients; each device gets its own credentials at enrollment;
                broker admin: user admin, password in $data_dir/mosquitto/admin.password
   data dir:    $data_dir
+  devices:     ${#demo_pids[@]} demo process(es): agents demo-1..demo-${EF_DEMO_DEVICES:-3} serving thyroid,
+               fed real inputs (logs: $data_dir/devices/*.log)
   admin token: $token_line
 
 Try, in another shell:
@@ -360,7 +427,9 @@ Try, in another shell:
   curl -s $server_url/healthz
   mosquitto_sub -h 127.0.0.1 -p $mqtt_port -u admin -P "\$(cat '$data_dir/mosquitto/admin.password')" -t 'edgefleet/v1/#' -v
 
-Press Ctrl-C to stop the server and the broker.
+  edgefleet-agent infer --data-dir '$data_dir/devices/demo-1' '[0.53,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0.0043,0.015,0.094,0.088,0.107]'
+
+Press Ctrl-C to stop the devices, the server and the broker.
 EOM
 }
 

@@ -1,9 +1,9 @@
 /*
  * api.h - the handlers of the REST API, one file per resource:
  * api_ops.c (health, metrics, OpenAPI, keys), api_models.c (registry),
- * api_enroll.c, api_devices.c, api_rings.c, api_assign.c, api_tokens.c,
- * api_audit.c. routes.c maps methods and paths to them; each answers through
- * http_reply_* and returns its result.
+ * api_enroll.c, api_devices.c, api_rings.c, api_assign.c, api_rollouts.c, api_tokens.c,
+ * api_audit.c, api_telemetry.c. routes.c maps methods and paths to them;
+ * each answers through http_reply_* and returns its result.
  */
 #ifndef EF_API_H
 #define EF_API_H
@@ -45,6 +45,16 @@ enum MHD_Result api_ring_update(struct request *req);
 /* api_assign.c */
 enum MHD_Result api_assignments_create(struct request *req);
 
+/* api_rollouts.c: {id} is param 0 */
+enum MHD_Result api_rollouts_list(struct request *req);
+enum MHD_Result api_rollouts_create(struct request *req);
+enum MHD_Result api_rollout_show(struct request *req);
+enum MHD_Result api_rollout_start(struct request *req);
+enum MHD_Result api_rollout_pause(struct request *req);
+enum MHD_Result api_rollout_resume(struct request *req);
+enum MHD_Result api_rollout_abort(struct request *req);
+enum MHD_Result api_rollout_rollback(struct request *req);
+
 /* api_tokens.c: {id} is param 0 */
 enum MHD_Result api_tokens_list(struct request *req);
 enum MHD_Result api_tokens_create(struct request *req);
@@ -52,5 +62,8 @@ enum MHD_Result api_token_revoke(struct request *req);
 
 /* api_audit.c */
 enum MHD_Result api_audit_list(struct request *req);
+
+/* api_telemetry.c */
+enum MHD_Result api_telemetry_list(struct request *req);
 
 #endif

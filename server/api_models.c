@@ -250,28 +250,30 @@ out:
     return r;
 }
 
-enum MHD_Result api_version_manifest(struct request *req)
+/* The manifest and signature routes: the stored bytes of one of them (the
+ * signature when signature is true), to those who may read the version. */
+static enum MHD_Result reply_version_text(struct request *req, bool signature)
 {
     struct db_version v;
     enum MHD_Result r;
     if (!version_or_reply(req, &v) || !reader_allowed_or_reply(req, &v))
         r = http_replied(req);
+    else if (signature)
+        r = http_reply_bytes(req, 200, "text/plain", v.signature, strlen(v.signature), NULL);
     else
         r = http_reply_bytes(req, 200, "application/json", v.manifest, v.manifest_len, NULL);
     db_version_clear(&v);
     return r;
 }
 
+enum MHD_Result api_version_manifest(struct request *req)
+{
+    return reply_version_text(req, false);
+}
+
 enum MHD_Result api_version_signature(struct request *req)
 {
-    struct db_version v;
-    enum MHD_Result r;
-    if (!version_or_reply(req, &v) || !reader_allowed_or_reply(req, &v))
-        r = http_replied(req);
-    else
-        r = http_reply_bytes(req, 200, "text/plain", v.signature, strlen(v.signature), NULL);
-    db_version_clear(&v);
-    return r;
+    return reply_version_text(req, true);
 }
 
 enum MHD_Result api_version_artifact(struct request *req)

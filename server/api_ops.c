@@ -75,6 +75,27 @@ enum MHD_Result api_metrics(struct request *req)
            "Signed device assignments written.", atomic_load(&st->assignments_issued));
     metric(&buf, &len, &cap, "edgefleet_mqtt_connected", "gauge",
            "1 while connected to the broker.", srv->mqtt && mqtt_connected(srv->mqtt));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_windows_received_total", "counter",
+           "Telemetry windows queued for the writer.", atomic_load(&st->telemetry_received));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_windows_malformed_total", "counter",
+           "Telemetry payloads refused by the parser.", atomic_load(&st->telemetry_malformed));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_windows_dropped_total", "counter",
+           "Telemetry windows dropped because the queue was full.",
+           atomic_load(&st->telemetry_dropped));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_windows_stored_total", "counter",
+           "Telemetry windows written to the database.", atomic_load(&st->telemetry_stored));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_windows_ignored_total", "counter",
+           "Telemetry windows of devices that are not enrolled.",
+           atomic_load(&st->telemetry_ignored));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_windows_failed_total", "counter",
+           "Telemetry windows lost to database errors.", atomic_load(&st->telemetry_failed));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_batches_total", "counter",
+           "Telemetry write transactions committed.", atomic_load(&st->telemetry_batches));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_windows_expired_total", "counter",
+           "Telemetry windows deleted after the retention period.",
+           atomic_load(&st->telemetry_expired));
+    metric(&buf, &len, &cap, "edgefleet_telemetry_queue_depth", "gauge",
+           "Telemetry windows waiting for the writer.", atomic_load(&st->telemetry_queue_depth));
     if (db_counts(srv->db, &counts) == 0) {
         static const struct {
             const char *key, *name, *help;

@@ -17,16 +17,27 @@
 #define DEFAULT_RING "default"
 #define POSITION_MAX INT32_MAX
 
-/* Reads the optional members position and selector of a ring body into
- * *position (NULL when absent) and *selector (borrowed, NULL when absent);
- * replies 400 itself and returns false when one is invalid. */
-static bool ring_fields_or_reply(struct request *req, const json_t *body, int64_t *storage,
-                                 const int64_t **position, const json_t **selector)
+/* Reads the JSON object body of a ring request, which may have only the
+ * keys allowed, into *body (new) and its optional members position and
+ * selector into *position (NULL when absent, else storage) and *selector
+ * (borrowed from *body, NULL when absent). Replies 400 itself and returns
+ * false when something is invalid; *body is the caller's to free either
+ * way. */
+static bool ring_body_or_reply(struct request *req, const char *const *allowed, json_t **body,
+                               int64_t *storage, const int64_t **position, const json_t **selector)
 {
-    json_t *p = json_object_get(body, "position"), *s = json_object_get(body, "selector");
+    const char *unknown = NULL;
+    json_t *p, *s;
+    *body = NULL;
     *position = NULL;
     *selector = NULL;
-    if (p) {
+    if (!http_json_body_or_reply(req, body))
+        return false;
+    if (!ef_json_keys_allowed(*body, allowed, &unknown)) {
+        http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
+        return false;
+    }
+    if ((p = json_object_get(*body, "position"))) {
         if (!json_is_integer(p) || json_integer_value(p) < 0 ||
             json_integer_value(p) > POSITION_MAX) {
             http_reply_error(req, 400, "bad_request", "position must be an integer in 0..%d",
@@ -36,7 +47,7 @@ static bool ring_fields_or_reply(struct request *req, const json_t *body, int64_
         *storage = json_integer_value(p);
         *position = storage;
     }
-    if (s) {
+    if ((s = json_object_get(*body, "selector"))) {
         if (!db_tags_valid(s)) {
             http_reply_error(req, 400, "bad_request",
                              "selector must be an object of at most %d tag names to strings of "
@@ -78,24 +89,18 @@ enum MHD_Result api_rings_create(struct request *req)
     json_t *body = NULL;
     const json_t *selector;
     const int64_t *position;
-    const char *unknown = NULL, *name;
+    const char *name;
     int64_t storage;
     enum MHD_Result r;
     int rc;
-    if (!http_json_body_or_reply(req, &body))
-        return http_replied(req);
-    if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        r = http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
+    if (!ring_body_or_reply(req, allowed, &body, &storage, &position, &selector)) {
+        r = http_replied(req);
         goto out;
     }
     name = ef_json_str(body, "name");
     if (!ef_name_valid(name)) {
         r = http_reply_error(req, 400, "bad_request",
                              "name must be 1..64 of [a-z0-9._-] starting with a letter or digit");
-        goto out;
-    }
-    if (!ring_fields_or_reply(req, body, &storage, &position, &selector)) {
-        r = http_replied(req);
         goto out;
     }
     rc = db_ring_create(req->srv->db, name, position, selector, ef_now_ms());
@@ -117,7 +122,7 @@ out:
 enum MHD_Result api_ring_update(struct request *req)
 {
     static const char *const allowed[] = {"position", "selector", NULL};
-    const char *name = http_param(req, 0), *unknown = NULL;
+    const char *name = http_param(req, 0);
     json_t *body = NULL;
     const json_t *selector;
     const int64_t *position;
@@ -126,18 +131,12 @@ enum MHD_Result api_ring_update(struct request *req)
     int rc;
     if (!ef_name_valid(name))
         return http_reply_error(req, 404, "not_found", "no ring %.64s", name);
-    if (!http_json_body_or_reply(req, &body))
-        return http_replied(req);
-    if (!ef_json_keys_allowed(body, allowed, &unknown)) {
-        r = http_reply_error(req, 400, "bad_request", "unknown key '%s'", unknown);
+    if (!ring_body_or_reply(req, allowed, &body, &storage, &position, &selector)) {
+        r = http_replied(req);
         goto out;
     }
     if (json_object_size(body) == 0) {
         r = http_reply_error(req, 400, "bad_request", "give position and/or selector");
-        goto out;
-    }
-    if (!ring_fields_or_reply(req, body, &storage, &position, &selector)) {
-        r = http_replied(req);
         goto out;
     }
     /* default is where devices fall that no selector takes. */

@@ -3,8 +3,9 @@
  *
  * Tokens are random 256-bit strings with a prefix naming their kind:
  * "efa_" API tokens (with a role), "efd_" device tokens, "efe_" enrollment
- * tokens. Only their BLAKE2b hashes are stored; a token is found by its hash
- * and the stored hash is compared in constant time.
+ * tokens. Only their BLAKE2b hashes are stored, and a token is found by its
+ * hash: timing can only tell about the hash of a 256-bit random secret,
+ * which says nothing useful about the secret.
  */
 #ifndef EF_AUTH_H
 #define EF_AUTH_H

@@ -1,12 +1,15 @@
 /*
  * db.c - the SQLite connection: opening, migrations, the statement cache,
- * transactions, rows to JSON, the audit log and counts.
+ * one-call statements, transactions, rows to JSON, the audit log and counts.
  */
 #include "server/db_internal.h"
 #include "server/embedded.h"
 #include "common/ef_error.h"
 #include "common/log.h"
 
+#include <assert.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,28 +179,66 @@ static json_t *row_object(sqlite3_stmt *st)
     return obj;
 }
 
+int db_step_row(struct db *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return EF_ENOENT;
+    rc = db_error(db, sqlite3_extended_errcode(db->conn));
+    return rc ? rc : EF_EDB;
+}
+
+void db_column_copy(sqlite3_stmt *st, int col, char *buf, size_t size)
+{
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    size_t n = text ? strlen(text) : 0;
+    if (n >= size) {
+        n = size - 1;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--;
+    }
+    if (n)
+        memcpy(buf, text, n);
+    buf[n] = '\0';
+}
+
+/* Steps st through its rows and calls row(st, arg) on each: on the first
+ * only for DB_ONE, where no row at all is EF_ENOENT. Stops at the first
+ * error, from SQLite or from row, and returns it. Resets st. */
+static int step_rows(struct db *db, sqlite3_stmt *st, enum db_shape shape,
+                     int (*row)(sqlite3_stmt *st, void *arg), void *arg)
+{
+    int rc = 0, step = 0;
+    bool found = false;
+    while (rc == 0 && (step = db_step_row(db, st)) == 0) {
+        found = true;
+        rc = row(st, arg);
+        if (shape == DB_ONE)
+            break;
+    }
+    sqlite3_reset(st);
+    if (step == EF_ENOENT && (found || shape == DB_ALL))
+        step = 0; /* the end of the rows */
+    return rc ? rc : step;
+}
+
+/* A row callback: appends the row as a JSON object to the array rows. */
+static int append_row_object(sqlite3_stmt *st, void *rows)
+{
+    return json_array_append_new(rows, row_object(st)) == 0 ? 0 : EF_ENOMEM;
+}
+
 int db_rows_json(struct db *db, sqlite3_stmt *st, json_t **out)
 {
-    int rc = 0, step;
     json_t *rows = json_array();
+    int rc = rows ? step_rows(db, st, DB_ALL, append_row_object, rows) : EF_ENOMEM;
     *out = NULL;
-    if (!rows)
-        return EF_ENOMEM;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (json_array_append_new(rows, row_object(st)) != 0) {
-            rc = EF_ENOMEM;
-            break;
-        }
-    }
-    if (rc == 0 && step != SQLITE_DONE)
-        rc = db_error(db, sqlite3_extended_errcode(db->conn));
-    sqlite3_reset(st);
-    if (rc != 0) {
-        json_decref(rows);
-        return rc;
-    }
-    *out = rows;
-    return 0;
+    if (rc == 0)
+        *out = json_incref(rows);
+    json_decref(rows);
+    return rc;
 }
 
 int db_row_json(struct db *db, sqlite3_stmt *st, json_t **out)
@@ -212,6 +253,175 @@ int db_row_json(struct db *db, sqlite3_stmt *st, json_t **out)
     else
         *out = json_incref(json_array_get(rows, 0));
     json_decref(rows);
+    return rc;
+}
+
+/* Returns the cached statement for sql with the parameters described by
+ * binds (see db_internal.h) taken from ap and bound; NULL on error. The lock
+ * must be held. */
+static sqlite3_stmt *stmt_bound(struct db *db, const char *sql, const char *binds, va_list ap)
+{
+    sqlite3_stmt *st = db_stmt(db, sql);
+    for (int i = 0, p = 1; st && binds && binds[i]; i++, p++) {
+        const char *text;
+        const int64_t *value;
+        switch (binds[i]) {
+        case 's':
+            db_bind_text(st, p, va_arg(ap, const char *));
+            break;
+        case 'n':
+            text = va_arg(ap, const char *);
+            sqlite3_bind_text(st, p, text, (int)va_arg(ap, size_t), SQLITE_TRANSIENT);
+            break;
+        case 'i':
+            sqlite3_bind_int64(st, p, va_arg(ap, int64_t));
+            break;
+        case 'I':
+            if ((value = va_arg(ap, const int64_t *)))
+                sqlite3_bind_int64(st, p, *value);
+            break;
+        case 'd':
+            sqlite3_bind_double(st, p, va_arg(ap, double));
+            break;
+        default:
+            assert(!"db: unknown bind letter");
+        }
+    }
+    return st;
+}
+
+/* The body of db_select and the db_select_* functions. */
+static int select_va(struct db *db, const char *sql, enum db_shape shape,
+                     int (*row)(sqlite3_stmt *st, void *arg), void *arg, const char *binds,
+                     va_list ap)
+{
+    int rc = EF_EDB;
+    db_lock(db);
+    sqlite3_stmt *st = stmt_bound(db, sql, binds, ap);
+    if (st)
+        rc = step_rows(db, st, shape, row, arg);
+    db_unlock(db);
+    return rc;
+}
+
+int db_select(struct db *db, const char *sql, enum db_shape shape,
+              int (*row)(sqlite3_stmt *st, void *arg), void *arg, const char *binds, ...)
+{
+    va_list ap;
+    va_start(ap, binds);
+    int rc = select_va(db, sql, shape, row, arg, binds, ap);
+    va_end(ap);
+    return rc;
+}
+
+int db_select_json(struct db *db, const char *sql, enum db_shape shape, json_t **out,
+                   const char *binds, ...)
+{
+    va_list ap;
+    json_t *rows = json_array();
+    int rc = EF_ENOMEM;
+    *out = NULL;
+    if (rows) {
+        va_start(ap, binds);
+        rc = select_va(db, sql, shape, append_row_object, rows, binds, ap);
+        va_end(ap);
+    }
+    if (rc == 0)
+        *out = json_incref(shape == DB_ONE ? json_array_get(rows, 0) : rows);
+    json_decref(rows);
+    return rc;
+}
+
+/* A row callback: the first column as an integer into *(int64_t *)out,
+ * unless out is NULL. */
+static int column_int(sqlite3_stmt *st, void *out)
+{
+    if (out)
+        *(int64_t *)out = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+int db_select_int(struct db *db, const char *sql, int64_t *out, const char *binds, ...)
+{
+    va_list ap;
+    va_start(ap, binds);
+    int rc = select_va(db, sql, DB_ONE, column_int, out, binds, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Where db_select_text copies its column. */
+struct text_buf {
+    char *buf;   /* the caller's buffer */
+    size_t size; /* its bytes */
+};
+
+/* A row callback: the first column copied into the struct text_buf out. */
+static int column_text(sqlite3_stmt *st, void *out)
+{
+    struct text_buf *text = out;
+    db_column_copy(st, 0, text->buf, text->size);
+    return 0;
+}
+
+int db_select_text(struct db *db, const char *sql, char *buf, size_t size, const char *binds, ...)
+{
+    struct text_buf text = {buf, size};
+    va_list ap;
+    va_start(ap, binds);
+    int rc = select_va(db, sql, DB_ONE, column_text, &text, binds, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* What write_va reports besides success. */
+enum write_check {
+    WRITE_ANY,   /* nothing */
+    WRITE_ONE,   /* EF_ENOENT when no row changed */
+    WRITE_ROWID, /* the new row's id */
+};
+
+/* The body of db_exec, db_exec_one and db_insert. */
+static int write_va(struct db *db, const char *sql, enum write_check check, int64_t *id,
+                    const char *binds, va_list ap)
+{
+    int rc = EF_EDB;
+    db_lock(db);
+    sqlite3_stmt *st = stmt_bound(db, sql, binds, ap);
+    if (st)
+        rc = db_exec_stmt(db, st);
+    if (rc == 0 && check == WRITE_ONE && sqlite3_changes(db->conn) == 0)
+        rc = EF_ENOENT;
+    if (rc == 0 && check == WRITE_ROWID && id)
+        *id = sqlite3_last_insert_rowid(db->conn);
+    db_unlock(db);
+    return rc;
+}
+
+int db_exec(struct db *db, const char *sql, const char *binds, ...)
+{
+    va_list ap;
+    va_start(ap, binds);
+    int rc = write_va(db, sql, WRITE_ANY, NULL, binds, ap);
+    va_end(ap);
+    return rc;
+}
+
+int db_exec_one(struct db *db, const char *sql, const char *binds, ...)
+{
+    va_list ap;
+    va_start(ap, binds);
+    int rc = write_va(db, sql, WRITE_ONE, NULL, binds, ap);
+    va_end(ap);
+    return rc;
+}
+
+int db_insert(struct db *db, const char *sql, int64_t *id, const char *binds, ...)
+{
+    va_list ap;
+    va_start(ap, binds);
+    int rc = write_va(db, sql, WRITE_ROWID, id, binds, ap);
+    va_end(ap);
     return rc;
 }
 
@@ -310,21 +520,8 @@ int db_audit_append(struct db *db, int64_t ts, const char *actor, const char *ac
 {
     static const char sql[] = "INSERT INTO audit_log (ts, actor, action, target, outcome, "
                               "status, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        sqlite3_bind_int64(st, 1, ts);
-        db_bind_text(st, 2, actor);
-        db_bind_text(st, 3, action);
-        db_bind_text(st, 4, target);
-        db_bind_text(st, 5, outcome);
-        sqlite3_bind_int(st, 6, (int)status);
-        db_bind_text(st, 7, detail ? detail : "");
-        rc = db_exec_stmt(db, st);
-    }
-    db_unlock(db);
-    return rc;
+    return db_exec(db, sql, "issssis", ts, actor, action, target, outcome, (int64_t)status,
+                   detail ? detail : "");
 }
 
 int db_audit_list(struct db *db, int64_t before, int limit, json_t **out)
@@ -332,17 +529,7 @@ int db_audit_list(struct db *db, int64_t before, int limit, json_t **out)
     static const char sql[] =
         "SELECT id, ts, actor, action, target, outcome, status, detail FROM audit_log "
         "WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        sqlite3_bind_int64(st, 1, before);
-        sqlite3_bind_int(st, 2, limit);
-        rc = db_rows_json(db, st, out);
-    }
-    db_unlock(db);
-    return rc;
+    return db_select_json(db, sql, DB_ALL, out, "ii", before, (int64_t)limit);
 }
 
 int db_counts(struct db *db, json_t **out)
@@ -350,15 +537,9 @@ int db_counts(struct db *db, json_t **out)
     static const char sql[] =
         "SELECT (SELECT count(*) FROM models) AS models,"
         " (SELECT count(*) FROM model_versions) AS versions,"
-        " (SELECT count(*) FROM devices) AS devices,"
-        " (SELECT count(*) FROM devices WHERE online = 1) AS devices_online,"
+        " (SELECT count(*) FROM devices WHERE decommissioned_at IS NULL) AS devices,"
+        " (SELECT count(*) FROM devices WHERE online = 1 AND decommissioned_at IS NULL)"
+        " AS devices_online,"
         " (SELECT count(*) FROM rings) AS rings";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st)
-        rc = db_row_json(db, st, out);
-    db_unlock(db);
-    return rc;
+    return db_select_json(db, sql, DB_ONE, out, NULL);
 }

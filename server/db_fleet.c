@@ -98,44 +98,6 @@ static void rows_bool(json_t *rows, const char *key)
     json_array_foreach(rows, i, row) object_bool(row, key);
 }
 
-/* Steps a statement expected to return at most one row: 0 with the row
- * ready to read, EF_ENOENT when there is none, or the translated error. */
-static int step_row(struct db *db, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return 0;
-    if (rc == SQLITE_DONE)
-        return EF_ENOENT;
-    rc = db_error(db, sqlite3_extended_errcode(db->conn));
-    return rc ? rc : EF_EDB;
-}
-
-/* Copies a text column into a fixed buffer (empty for NULL), truncating
- * at a character boundary so that the copy stays valid UTF-8. */
-static void column_copy(sqlite3_stmt *st, int col, char *buf, size_t size)
-{
-    const char *text = (const char *)sqlite3_column_text(st, col);
-    size_t n = text ? strlen(text) : 0;
-    if (n >= size) {
-        n = size - 1;
-        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
-            n--;
-    }
-    if (n)
-        memcpy(buf, text, n);
-    buf[n] = '\0';
-}
-
-/* Runs a write statement and checks it touched a row: EF_ENOENT if not. */
-static int exec_one(struct db *db, sqlite3_stmt *st)
-{
-    int rc = db_exec_stmt(db, st);
-    if (rc == 0 && sqlite3_changes(db->conn) == 0)
-        rc = EF_ENOENT;
-    return rc;
-}
-
 /* ---- API tokens ---- */
 
 int db_api_token_create(struct db *db, const char *name, const char *role, const char *token_hash,
@@ -143,20 +105,24 @@ int db_api_token_create(struct db *db, const char *name, const char *role, const
 {
     static const char sql[] = "INSERT INTO api_tokens (name, role, token_hash, created_at)"
                               " VALUES (?1, ?2, ?3, ?4)";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, name ? name : "");
-    db_bind_text(st, 2, role);
-    db_bind_text(st, 3, token_hash);
-    sqlite3_bind_int64(st, 4, now);
-    if ((rc = db_exec_stmt(db, st)) == 0 && id)
-        *id = sqlite3_last_insert_rowid(db->conn);
-out:
-    db_unlock(db);
-    return rc;
+    return db_insert(db, sql, id, "sssi", name ? name : "", role, token_hash, now);
+}
+
+/* What db_api_token_find copies out. */
+struct token_found {
+    int64_t *id; /* the caller's */
+    char *role;  /* 16 bytes */
+    char *name;  /* 64 bytes */
+};
+
+/* A db_select row callback for db_api_token_find. */
+static int token_found_row(sqlite3_stmt *st, void *arg)
+{
+    struct token_found *found = arg;
+    *found->id = sqlite3_column_int64(st, 0);
+    db_column_copy(st, 1, found->role, 16);
+    db_column_copy(st, 2, found->name, 64);
+    return 0;
 }
 
 int db_api_token_find(struct db *db, const char *token_hash, int64_t *id, char role[16],
@@ -164,22 +130,8 @@ int db_api_token_find(struct db *db, const char *token_hash, int64_t *id, char r
 {
     static const char sql[] =
         "SELECT id, role, name FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, token_hash);
-    if ((rc = step_row(db, st)) != 0)
-        goto out;
-    *id = sqlite3_column_int64(st, 0);
-    column_copy(st, 1, role, 16);
-    column_copy(st, 2, name, 64);
-out:
-    if (st)
-        sqlite3_reset(st);
-    db_unlock(db);
-    return rc;
+    struct token_found found = {id, role, name};
+    return db_select(db, sql, DB_ONE, token_found_row, &found, "s", token_hash);
 }
 
 int db_api_tokens_list(struct db *db, json_t **out)
@@ -188,15 +140,26 @@ int db_api_tokens_list(struct db *db, json_t **out)
         "created_at") " AS created_at,"
                       " revoked_at IS NOT NULL AS revoked"
                       " FROM api_tokens ORDER BY id";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st)
-        rc = db_rows_json(db, st, out);
-    db_unlock(db);
+    int rc = db_select_json(db, sql, DB_ALL, out, NULL);
     rows_bool(*out, "revoked");
     return rc;
+}
+
+/* What db_api_token_revoke learns about the token before it acts. */
+struct token_state {
+    char role[16];  /* its role */
+    bool revoked;   /* already revoked */
+    int64_t admins; /* unrevoked admin tokens, this one included */
+};
+
+/* A db_select row callback for db_api_token_revoke. */
+static int token_state_row(sqlite3_stmt *st, void *arg)
+{
+    struct token_state *t = arg;
+    db_column_copy(st, 0, t->role, sizeof(t->role));
+    t->revoked = sqlite3_column_int(st, 1) != 0;
+    t->admins = sqlite3_column_int64(st, 2);
+    return 0;
 }
 
 int db_api_token_revoke(struct db *db, int64_t id, int64_t now, char role[16])
@@ -207,40 +170,19 @@ int db_api_token_revoke(struct db *db, int64_t id, int64_t now, char role[16])
         " FROM api_tokens WHERE id = ?1";
     static const char sql_revoke[] =
         "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL";
-    char token_role[16] = "";
-    bool revoked;
-    int64_t admins;
+    struct token_state t = {"", false, 0};
     int rc = db_tx_begin(db);
     if (rc != 0)
         return rc;
-    sqlite3_stmt *st = db_stmt(db, sql_get);
-    if (!st) {
-        rc = EF_EDB;
+    if ((rc = db_select(db, sql_get, DB_ONE, token_state_row, &t, "i", id)) != 0 || t.revoked)
         goto out;
-    }
-    sqlite3_bind_int64(st, 1, id);
-    if ((rc = step_row(db, st)) != 0)
-        goto out;
-    column_copy(st, 0, token_role, sizeof(token_role));
-    revoked = sqlite3_column_int(st, 1) != 0;
-    admins = sqlite3_column_int64(st, 2);
-    sqlite3_reset(st);
-    if (revoked)
-        goto out;
-    if (strcmp(token_role, "admin") == 0 && admins <= 1) {
+    if (strcmp(t.role, "admin") == 0 && t.admins <= 1)
         rc = EF_ECONFLICT;
-        goto out;
-    }
-    if (!(st = db_stmt(db, sql_revoke))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, now);
-    rc = db_exec_stmt(db, st);
+    else
+        rc = db_exec(db, sql_revoke, "ii", id, now);
 out:
     if (rc == 0 && role)
-        snprintf(role, 16, "%s", token_role);
+        snprintf(role, 16, "%s", t.role);
     return db_tx_end(db, rc);
 }
 
@@ -251,40 +193,14 @@ int db_enroll_token_create(struct db *db, const char *token_hash, const char *cl
 {
     static const char sql[] = "INSERT INTO enroll_tokens (token_hash, class, uses_left,"
                               " expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, token_hash);
-    db_bind_text(st, 2, class);
-    sqlite3_bind_int64(st, 3, uses);
-    sqlite3_bind_int64(st, 4, expires_at);
-    sqlite3_bind_int64(st, 5, now);
-    if ((rc = db_exec_stmt(db, st)) == 0 && id)
-        *id = sqlite3_last_insert_rowid(db->conn);
-out:
-    db_unlock(db);
-    return rc;
+    return db_insert(db, sql, id, "ssiii", token_hash, class, uses, expires_at, now);
 }
 
 int db_enroll_token_find(struct db *db, const char *token_hash, int64_t now, int64_t *id)
 {
     static const char sql[] = "SELECT id FROM enroll_tokens WHERE token_hash = ?1"
                               " AND uses_left > 0 AND expires_at > ?2";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, token_hash);
-    sqlite3_bind_int64(st, 2, now);
-    if ((rc = step_row(db, st)) == 0)
-        *id = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-out:
-    db_unlock(db);
-    return rc;
+    return db_select_int(db, sql, id, "si", token_hash, now);
 }
 
 int db_enroll_token_consume(struct db *db, int64_t id, int64_t now, char class[DB_CLASS_SIZE])
@@ -294,19 +210,7 @@ int db_enroll_token_consume(struct db *db, int64_t id, int64_t now, char class[D
     static const char sql[] = "UPDATE enroll_tokens SET uses_left = uses_left - 1"
                               " WHERE id = ?1 AND uses_left > 0 AND expires_at > ?2"
                               " RETURNING class";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, now);
-    if ((rc = step_row(db, st)) == 0)
-        column_copy(st, 0, class, DB_CLASS_SIZE);
-    sqlite3_reset(st);
-out:
-    db_unlock(db);
-    return rc;
+    return db_select_text(db, sql, class, DB_CLASS_SIZE, "ii", id, now);
 }
 
 /* ---- devices ---- */
@@ -323,26 +227,13 @@ int db_device_create(struct db *db, const char *device_id, const char *token_has
         " ring_id = NULL, online = 0, last_seen = NULL, desired = NULL,"
         " decommissioned_at = NULL"
         " WHERE devices.decommissioned_at IS NOT NULL";
-    sqlite3_stmt *st = NULL;
     char *tags_json = NULL;
     int rc = tags_text(tags, &tags_json);
-    if (rc != 0)
-        return rc;
-    db_lock(db);
-    if (!(st = db_stmt(db, sql))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    db_bind_text(st, 2, token_hash);
-    db_bind_text(st, 3, class);
-    db_bind_text(st, 4, tags_json ? tags_json : "{}");
-    sqlite3_bind_int64(st, 5, now);
-    rc = exec_one(db, st);
+    if (rc == 0)
+        rc = db_exec_one(db, sql, "ssssi", device_id, token_hash, class,
+                         tags_json ? tags_json : "{}", now);
     if (rc == EF_ENOENT) /* the id belongs to an active device */
         rc = EF_EEXIST;
-out:
-    db_unlock(db);
     free(tags_json);
     return rc;
 }
@@ -352,46 +243,20 @@ int db_device_checkins(struct db *db, json_t **out)
     static const char sql[] =
         "SELECT token_hash, id, CASE WHEN desired IS NULL THEN 0 ELSE desired_seq END AS seq"
         " FROM devices WHERE decommissioned_at IS NULL";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st)
-        rc = db_rows_json(db, st, out);
-    db_unlock(db);
-    return rc;
+    return db_select_json(db, sql, DB_ALL, out, NULL);
 }
 
 int db_device_find_by_token(struct db *db, const char *token_hash, char device_id[65])
 {
     static const char sql[] =
         "SELECT id FROM devices WHERE token_hash = ?1 AND decommissioned_at IS NULL";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, token_hash);
-    if ((rc = step_row(db, st)) == 0)
-        column_copy(st, 0, device_id, 65);
-    sqlite3_reset(st);
-out:
-    db_unlock(db);
-    return rc;
+    return db_select_text(db, sql, device_id, 65, "s", token_hash);
 }
 
 int db_device_get(struct db *db, const char *device_id, json_t **out)
 {
     static const char sql[] = "SELECT " DEVICE_COLUMNS DEVICE_FROM " AND d.id = ?1";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        db_bind_text(st, 1, device_id);
-        rc = db_row_json(db, st, out);
-    }
-    db_unlock(db);
+    int rc = db_select_json(db, sql, DB_ONE, out, "s", device_id);
     object_bool(*out, "online");
     return rc;
 }
@@ -406,22 +271,11 @@ int db_devices_list(struct db *db, const struct db_device_filter *f, json_t **ou
         " AND (?5 IS NULL OR d.online = ?5)"
         " ORDER BY d.id";
     static const struct db_device_filter none;
-    int rc = EF_EDB;
-    *out = NULL;
     if (!f)
         f = &none;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        db_bind_text(st, 1, f->ring);
-        db_bind_text(st, 2, f->class);
-        db_bind_text(st, 3, f->tag_key);
-        db_bind_text(st, 4, f->tag_value ? f->tag_value : "");
-        if (f->online)
-            sqlite3_bind_int(st, 5, *f->online ? 1 : 0);
-        rc = db_rows_json(db, st, out);
-    }
-    db_unlock(db);
+    int64_t online = f->online && *f->online;
+    int rc = db_select_json(db, sql, DB_ALL, out, "ssssI", f->ring, f->class, f->tag_key,
+                            f->tag_value ? f->tag_value : "", f->online ? &online : NULL);
     rows_bool(*out, "online");
     return rc;
 }
@@ -432,24 +286,11 @@ int db_device_update(struct db *db, const char *device_id, const struct db_devic
         "UPDATE devices SET ring_id = CASE WHEN ?2 THEN NULLIF(?3, 0) ELSE ring_id END,"
         " class = COALESCE(?4, class), tags = COALESCE(?5, tags)"
         " WHERE id = ?1 AND decommissioned_at IS NULL";
-    sqlite3_stmt *st = NULL;
     char *tags_json = NULL;
     int rc = tags_text(c->tags, &tags_json);
-    if (rc != 0)
-        return rc;
-    db_lock(db);
-    if (!(st = db_stmt(db, sql))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    sqlite3_bind_int(st, 2, c->set_ring ? 1 : 0);
-    sqlite3_bind_int64(st, 3, c->ring_id);
-    db_bind_text(st, 4, c->class);
-    db_bind_text(st, 5, tags_json);
-    rc = exec_one(db, st);
-out:
-    db_unlock(db);
+    if (rc == 0)
+        rc = db_exec_one(db, sql, "siiss", device_id, (int64_t)c->set_ring, c->ring_id, c->class,
+                         tags_json);
     free(tags_json);
     return rc;
 }
@@ -464,28 +305,12 @@ int db_device_decommission(struct db *db, const char *device_id, int64_t now)
     static const char sql_slots[] = "DELETE FROM device_slots WHERE device_id = ?1";
     static const char sql_reported[] = "DELETE FROM device_reported WHERE device_id = ?1";
     const char *const deletes[] = {sql_slots, sql_reported};
-    sqlite3_stmt *st;
     int rc = db_tx_begin(db);
     if (rc != 0)
         return rc;
-    if (!(st = db_stmt(db, sql_device))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    sqlite3_bind_int64(st, 2, now);
-    if ((rc = exec_one(db, st)) != 0)
-        goto out;
-    for (size_t i = 0; i < sizeof(deletes) / sizeof(deletes[0]); i++) {
-        if (!(st = db_stmt(db, deletes[i]))) {
-            rc = EF_EDB;
-            goto out;
-        }
-        db_bind_text(st, 1, device_id);
-        if ((rc = db_exec_stmt(db, st)) != 0)
-            goto out;
-    }
-out:
+    rc = db_exec_one(db, sql_device, "si", device_id, now);
+    for (size_t i = 0; rc == 0 && i < sizeof(deletes) / sizeof(deletes[0]); i++)
+        rc = db_exec(db, deletes[i], "s", device_id);
     return db_tx_end(db, rc);
 }
 
@@ -493,18 +318,7 @@ int db_device_seen(struct db *db, const char *device_id, bool online, int64_t no
 {
     static const char sql[] = "UPDATE devices SET online = ?2, last_seen = ?3"
                               " WHERE id = ?1 AND decommissioned_at IS NULL";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, device_id);
-    sqlite3_bind_int(st, 2, online ? 1 : 0);
-    sqlite3_bind_int64(st, 3, now);
-    rc = exec_one(db, st);
-out:
-    db_unlock(db);
-    return rc;
+    return db_exec_one(db, sql, "sii", device_id, (int64_t)online, now);
 }
 
 int db_device_report(struct db *db, const char *device_id, const char *slot, const char *model,
@@ -524,47 +338,20 @@ int db_device_report(struct db *db, const char *device_id, const char *slot, con
         " (SELECT v.id FROM model_versions v JOIN models m ON m.id = v.model_id"
         "   WHERE m.name = ?6 AND v.version = ?7)";
     enum ef_slot_kind kind;
-    sqlite3_stmt *st;
     if (ef_slot_kind_parse(slot, &kind) != 0 || !state || !model)
         return EF_EINVAL;
     int rc = db_tx_begin(db);
     if (rc != 0)
         return rc;
-    if (!(st = db_stmt(db, sql_seen))) {
-        rc = EF_EDB;
+    if ((rc = db_exec_one(db, sql_seen, "si", device_id, now)) != 0)
         goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    sqlite3_bind_int64(st, 2, now);
-    if ((rc = exec_one(db, st)) != 0)
-        goto out;
-    if (!(st = db_stmt(db, sql_reported))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    db_bind_text(st, 2, slot);
-    db_bind_text(st, 3, model);
-    sqlite3_bind_int64(st, 4, version);
-    db_bind_text(st, 5, state);
-    db_bind_text(st, 6, reason);
-    sqlite3_bind_int64(st, 7, now);
-    if ((rc = db_exec_stmt(db, st)) != 0)
+    if ((rc = db_exec(db, sql_reported, "sssissi", device_id, slot, model, version, state, reason,
+                      now)) != 0)
         goto out;
     /* Only a report about the version the server wants moves the slot's
      * state: news about an older version must not mark the new one done. */
-    if (!(st = db_stmt(db, sql_slot))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    db_bind_text(st, 2, slot);
-    db_bind_text(st, 3, slot_state(state));
-    db_bind_text(st, 4, reason);
-    sqlite3_bind_int64(st, 5, now);
-    db_bind_text(st, 6, model);
-    sqlite3_bind_int64(st, 7, version);
-    rc = db_exec_stmt(db, st);
+    rc = db_exec(db, sql_slot, "ssssisi", device_id, slot, slot_state(state), reason, now, model,
+                 version);
 out:
     return db_tx_end(db, rc);
 }
@@ -573,22 +360,33 @@ int db_device_has_version(struct db *db, const char *device_id, int64_t version_
 {
     static const char sql[] =
         "SELECT 1 FROM device_slots WHERE device_id = ?1 AND version_id = ?2 LIMIT 1";
-    int rc = EF_EDB;
-    *yes = false;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, device_id);
-    sqlite3_bind_int64(st, 2, version_id);
-    rc = step_row(db, st);
+    int rc = db_select_int(db, sql, NULL, "si", device_id, version_id);
     *yes = rc == 0;
-    if (rc == EF_ENOENT)
-        rc = 0;
-    sqlite3_reset(st);
-out:
-    db_unlock(db);
-    return rc;
+    return rc == EF_ENOENT ? 0 : rc;
+}
+
+/* Where db_device_desired puts what it reads. */
+struct desired_out {
+    int64_t *seq;    /* the caller's */
+    char **envelope; /* the caller's: a new copy, or NULL */
+    size_t *len;     /* the caller's: bytes of *envelope */
+};
+
+/* A db_select row callback for db_device_desired. */
+static int desired_row(sqlite3_stmt *st, void *arg)
+{
+    struct desired_out *d = arg;
+    *d->seq = sqlite3_column_int64(st, 0);
+    const void *bytes = sqlite3_column_blob(st, 1);
+    size_t n = (size_t)sqlite3_column_bytes(st, 1);
+    if (!bytes || *d->seq <= 0)
+        return 0;
+    if (!(*d->envelope = malloc(n + 1)))
+        return EF_ENOMEM;
+    memcpy(*d->envelope, bytes, n);
+    (*d->envelope)[n] = '\0';
+    *d->len = n;
+    return 0;
 }
 
 int db_device_desired(struct db *db, const char *device_id, int64_t known_seq, int64_t *seq,
@@ -601,40 +399,43 @@ int db_device_desired(struct db *db, const char *device_id, int64_t known_seq, i
         "SELECT CASE WHEN desired IS NULL THEN 0 ELSE desired_seq END,"
         " CASE WHEN desired IS NULL OR desired_seq = ?2 THEN NULL ELSE desired END"
         " FROM devices WHERE id = ?1 AND decommissioned_at IS NULL";
-    const void *bytes;
-    size_t n;
-    int rc = EF_EDB;
+    struct desired_out d = {seq, envelope, len};
     *seq = 0;
     *envelope = NULL;
     *len = 0;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, device_id);
-    sqlite3_bind_int64(st, 2, known_seq);
-    if ((rc = step_row(db, st)) != 0)
-        goto out;
-    *seq = sqlite3_column_int64(st, 0);
-    bytes = sqlite3_column_blob(st, 1);
-    n = (size_t)sqlite3_column_bytes(st, 1);
-    if (bytes && *seq > 0) {
-        if (!(*envelope = malloc(n + 1))) {
-            rc = EF_ENOMEM;
-            goto out;
-        }
-        memcpy(*envelope, bytes, n);
-        (*envelope)[n] = '\0';
-        *len = n;
-    }
-out:
-    if (st)
-        sqlite3_reset(st);
-    db_unlock(db);
-    return rc;
+    return db_select(db, sql, DB_ONE, desired_row, &d, "si", device_id, known_seq);
 }
 
 /* ---- assignments ---- */
+
+/* A db_select row callback for db_device_desired_load: the device's row. */
+static int desired_device_row(sqlite3_stmt *st, void *arg)
+{
+    struct db_desired *out = arg;
+    db_column_copy(st, 0, out->class, sizeof(out->class));
+    out->seq = sqlite3_column_int64(st, 1);
+    return 0;
+}
+
+/* A db_select row callback for db_device_desired_load: one slot's row. */
+static int desired_slot_row(sqlite3_stmt *st, void *arg)
+{
+    struct db_desired *out = arg;
+    enum ef_slot_kind kind;
+    /* Slot names are written only by db_device_desired_store. */
+    if (ef_slot_kind_parse((const char *)sqlite3_column_text(st, 0), &kind) != 0)
+        return 0;
+    struct db_slot *s = &out->slots[kind];
+    s->set = true;
+    s->version_id = sqlite3_column_int64(st, 1);
+    db_column_copy(st, 2, s->model, sizeof(s->model));
+    s->version = sqlite3_column_int64(st, 3);
+    db_column_copy(st, 4, s->sha256, sizeof(s->sha256));
+    s->size = sqlite3_column_int64(st, 5);
+    db_column_copy(st, 6, s->rollout_id, sizeof(s->rollout_id));
+    db_column_copy(st, 7, s->state, sizeof(s->state));
+    return 0;
+}
 
 int db_device_desired_load(struct db *db, const char *device_id, struct db_desired *out)
 {
@@ -645,43 +446,12 @@ int db_device_desired_load(struct db *db, const char *device_id, struct db_desir
         " s.state"
         " FROM device_slots s JOIN model_versions v ON v.id = s.version_id"
         " JOIN models m ON m.id = v.model_id WHERE s.device_id = ?1";
-    int rc = EF_EDB, step;
     memset(out, 0, sizeof(*out));
+    /* Both reads under one hold of the lock, so that they see one state. */
     db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql_device);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, device_id);
-    if ((rc = step_row(db, st)) != 0)
-        goto out;
-    column_copy(st, 0, out->class, sizeof(out->class));
-    out->seq = sqlite3_column_int64(st, 1);
-    sqlite3_reset(st);
-    if (!(st = db_stmt(db, sql_slots))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        enum ef_slot_kind kind;
-        /* Slot names are written only by db_device_desired_store. */
-        if (ef_slot_kind_parse((const char *)sqlite3_column_text(st, 0), &kind) != 0)
-            continue;
-        struct db_slot *s = &out->slots[kind];
-        s->set = true;
-        s->version_id = sqlite3_column_int64(st, 1);
-        column_copy(st, 2, s->model, sizeof(s->model));
-        s->version = sqlite3_column_int64(st, 3);
-        column_copy(st, 4, s->sha256, sizeof(s->sha256));
-        s->size = sqlite3_column_int64(st, 5);
-        column_copy(st, 6, s->rollout_id, sizeof(s->rollout_id));
-        column_copy(st, 7, s->state, sizeof(s->state));
-    }
-    if (step != SQLITE_DONE)
-        rc = db_error(db, sqlite3_extended_errcode(db->conn));
-out:
-    if (st)
-        sqlite3_reset(st);
+    int rc = db_select(db, sql_device, DB_ONE, desired_device_row, out, "s", device_id);
+    if (rc == 0)
+        rc = db_select(db, sql_slots, DB_ALL, desired_slot_row, out, "s", device_id);
     db_unlock(db);
     return rc;
 }
@@ -701,41 +471,17 @@ int db_device_desired_store(struct db *db, const char *device_id, int64_t seq, c
         " ON CONFLICT (device_id, slot) DO UPDATE SET version_id = excluded.version_id,"
         " state = 'pending', reason = NULL, updated_at = excluded.updated_at,"
         " rollout_id = excluded.rollout_id";
-    sqlite3_stmt *st;
     int rc = db_tx_begin(db);
     if (rc != 0)
         return rc;
-    if (!(st = db_stmt(db, sql_device))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    sqlite3_bind_int64(st, 2, seq);
-    db_bind_text(st, 3, envelope);
-    if ((rc = exec_one(db, st)) == EF_ENOENT) {
+    if ((rc = db_exec_one(db, sql_device, "sis", device_id, seq, envelope)) == EF_ENOENT) {
         /* Gone, or a seq that would go backwards. */
-        if (!(st = db_stmt(db, sql_exists))) {
-            rc = EF_EDB;
-            goto out;
-        }
-        db_bind_text(st, 1, device_id);
-        rc = step_row(db, st);
-        sqlite3_reset(st);
+        rc = db_select_int(db, sql_exists, NULL, "s", device_id);
         rc = rc == 0 ? EF_ESTALE : rc;
     }
-    if (rc != 0)
-        goto out;
-    if (!(st = db_stmt(db, sql_slot))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, device_id);
-    db_bind_text(st, 2, ef_slot_name(slot));
-    sqlite3_bind_int64(st, 3, version_id);
-    sqlite3_bind_int64(st, 4, now);
-    db_bind_text(st, 5, rollout_id && *rollout_id ? rollout_id : NULL);
-    rc = db_exec_stmt(db, st);
-out:
+    if (rc == 0)
+        rc = db_exec(db, sql_slot, "ssiis", device_id, ef_slot_name(slot), version_id, now,
+                     rollout_id && *rollout_id ? rollout_id : NULL);
     return db_tx_end(db, rc);
 }
 
@@ -747,24 +493,10 @@ int db_ring_create(struct db *db, const char *name, const int64_t *position, con
     static const char sql[] = "INSERT INTO rings (name, position, selector, created_at) VALUES (?1,"
                               " COALESCE(?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM rings"
                               "               WHERE name != 'default')), ?3, ?4)";
-    sqlite3_stmt *st = NULL;
     char *selector_json = NULL;
     int rc = tags_text(selector, &selector_json);
-    if (rc != 0)
-        return rc;
-    db_lock(db);
-    if (!(st = db_stmt(db, sql))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, name);
-    if (position)
-        sqlite3_bind_int64(st, 2, *position);
-    db_bind_text(st, 3, selector_json ? selector_json : "{}");
-    sqlite3_bind_int64(st, 4, now);
-    rc = db_exec_stmt(db, st);
-out:
-    db_unlock(db);
+    if (rc == 0)
+        rc = db_exec(db, sql, "sIsi", name, position, selector_json ? selector_json : "{}", now);
     free(selector_json);
     return rc;
 }
@@ -772,71 +504,39 @@ out:
 int db_ring_id(struct db *db, const char *name, int64_t *id)
 {
     static const char sql[] = "SELECT id FROM rings WHERE name = ?1";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, name);
-    if ((rc = step_row(db, st)) == 0)
-        *id = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-out:
-    db_unlock(db);
-    return rc;
+    return db_select_int(db, sql, id, "s", name);
 }
 
 int db_ring_get(struct db *db, const char *name, json_t **out)
 {
     static const char sql[] = RING_SELECT " WHERE r.name = ?1";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        db_bind_text(st, 1, name);
-        rc = db_row_json(db, st, out);
-    }
-    db_unlock(db);
-    return rc;
+    return db_select_json(db, sql, DB_ONE, out, "s", name);
 }
 
 int db_rings_list(struct db *db, json_t **out)
 {
     static const char sql[] = RING_SELECT " ORDER BY r.position, r.id";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st)
-        rc = db_rows_json(db, st, out);
-    db_unlock(db);
-    return rc;
+    return db_select_json(db, sql, DB_ALL, out, NULL);
 }
 
 int db_ring_update(struct db *db, const char *name, const int64_t *position, const json_t *selector)
 {
     static const char sql[] = "UPDATE rings SET position = COALESCE(?2, position),"
                               " selector = COALESCE(?3, selector) WHERE name = ?1";
-    sqlite3_stmt *st = NULL;
     char *selector_json = NULL;
     int rc = tags_text(selector, &selector_json);
-    if (rc != 0)
-        return rc;
-    db_lock(db);
-    if (!(st = db_stmt(db, sql))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    db_bind_text(st, 1, name);
-    if (position)
-        sqlite3_bind_int64(st, 2, *position);
-    db_bind_text(st, 3, selector_json);
-    rc = exec_one(db, st);
-out:
-    db_unlock(db);
+    if (rc == 0)
+        rc = db_exec_one(db, sql, "sIs", name, position, selector_json);
     free(selector_json);
     return rc;
+}
+
+/* A db_select row callback: appends the first column, a string, to the
+ * JSON array ids. */
+static int append_id(sqlite3_stmt *st, void *ids)
+{
+    json_t *id = json_string((const char *)sqlite3_column_text(st, 0));
+    return json_array_append_new(ids, id) == 0 ? 0 : EF_ENOMEM;
 }
 
 int db_ring_devices(struct db *db, int64_t ring_id, const char *class, json_t **out)
@@ -845,35 +545,11 @@ int db_ring_devices(struct db *db, int64_t ring_id, const char *class, json_t **
         "SELECT dr.device_id FROM device_rings dr JOIN devices d ON d.id = dr.device_id"
         " WHERE dr.ring_id = ?1 AND d.decommissioned_at IS NULL"
         " AND (?2 IS NULL OR d.class = ?2) ORDER BY dr.device_id";
-    int rc = EF_EDB, step;
     json_t *ids = json_array();
+    int rc = ids ? db_select(db, sql, DB_ALL, append_id, ids, "is", ring_id, class) : EF_ENOMEM;
     *out = NULL;
-    if (!ids)
-        return EF_ENOMEM;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    sqlite3_bind_int64(st, 1, ring_id);
-    db_bind_text(st, 2, class);
-    rc = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st, 0))) !=
-            0) {
-            rc = EF_ENOMEM;
-            goto out;
-        }
-    }
-    if (step != SQLITE_DONE)
-        rc = db_error(db, sqlite3_extended_errcode(db->conn));
-out:
-    if (st)
-        sqlite3_reset(st);
-    db_unlock(db);
-    if (rc == 0) {
-        *out = ids;
-        ids = NULL;
-    }
+    if (rc == 0)
+        *out = json_incref(ids);
     json_decref(ids);
     return rc;
 }

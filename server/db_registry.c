@@ -22,43 +22,13 @@ int db_model_create(struct db *db, const char *name, const char *description, in
 {
     static const char sql[] =
         "INSERT INTO models (name, description, created_at) VALUES (?1, ?2, ?3)";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, name);
-    db_bind_text(st, 2, description ? description : "");
-    sqlite3_bind_int64(st, 3, now);
-    if ((rc = db_exec_stmt(db, st)) == 0 && id)
-        *id = sqlite3_last_insert_rowid(db->conn);
-out:
-    db_unlock(db);
-    return rc;
+    return db_insert(db, sql, id, "ssi", name, description ? description : "", now);
 }
 
 int db_model_id(struct db *db, const char *name, int64_t *id)
 {
     static const char sql[] = "SELECT id FROM models WHERE name = ?1";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, name);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        *id = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else if (step == SQLITE_DONE) {
-        rc = EF_ENOENT;
-    } else {
-        rc = db_error(db, sqlite3_extended_errcode(db->conn));
-    }
-    sqlite3_reset(st);
-out:
-    db_unlock(db);
-    return rc;
+    return db_select_int(db, sql, id, "s", name);
 }
 
 /* The columns of a model object; latest_version is NULL without versions. */
@@ -70,29 +40,13 @@ out:
 int db_model_get(struct db *db, const char *name, json_t **out)
 {
     static const char sql[] = MODEL_COLUMNS "WHERE m.name = ?1";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        db_bind_text(st, 1, name);
-        rc = db_row_json(db, st, out);
-    }
-    db_unlock(db);
-    return rc;
+    return db_select_json(db, sql, DB_ONE, out, "s", name);
 }
 
 int db_models_list(struct db *db, json_t **out)
 {
     static const char sql[] = MODEL_COLUMNS "ORDER BY m.name";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st)
-        rc = db_rows_json(db, st, out);
-    db_unlock(db);
-    return rc;
+    return db_select_json(db, sql, DB_ALL, out, NULL);
 }
 
 int db_versions_list(struct db *db, int64_t model_id, json_t **out)
@@ -103,39 +57,16 @@ int db_versions_list(struct db *db, int64_t model_id, json_t **out)
         "SELECT version, sha256, size, backend,"
         " json_extract(CAST(manifest AS TEXT), '$.device_class') AS device_class, created_at"
         " FROM model_versions WHERE model_id = ?1 ORDER BY version";
-    int rc = EF_EDB;
-    *out = NULL;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        sqlite3_bind_int64(st, 1, model_id);
-        rc = db_rows_json(db, st, out);
-    }
-    db_unlock(db);
-    return rc;
+    return db_select_json(db, sql, DB_ALL, out, "i", model_id);
 }
 
 int db_version_latest(struct db *db, int64_t model_id, int64_t *latest)
 {
+    /* An aggregate always returns its one row. */
     static const char sql[] =
         "SELECT coalesce(max(version), 0) FROM model_versions WHERE model_id = ?1";
-    int rc = EF_EDB;
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (!st)
-        goto out;
-    sqlite3_bind_int64(st, 1, model_id);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *latest = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else {
-        rc = db_error(db, sqlite3_extended_errcode(db->conn));
-        rc = rc ? rc : EF_EDB;
-    }
-    sqlite3_reset(st);
-out:
-    db_unlock(db);
-    return rc;
+    int rc = db_select_int(db, sql, latest, "i", model_id);
+    return rc == EF_ENOENT ? EF_EDB : rc;
 }
 
 int db_version_insert(struct db *db, int64_t model_id, int64_t version, const char *sha256,
@@ -146,42 +77,27 @@ int db_version_insert(struct db *db, int64_t model_id, int64_t version, const ch
         "INSERT INTO model_versions (model_id, version, sha256, size, backend, manifest,"
         " signature, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     int64_t latest = 0;
-    sqlite3_stmt *st = NULL;
     int rc = db_tx_begin(db);
     if (rc != 0)
         return rc;
     /* Read and write in one IMMEDIATE transaction: no other writer can slip
      * a version in between the check and the insert. */
-    if ((rc = db_version_latest(db, model_id, &latest)) != 0)
-        goto out;
-    if (version <= latest) {
+    if ((rc = db_version_latest(db, model_id, &latest)) == 0 && version <= latest)
         rc = EF_ESTALE;
-        goto out;
-    }
-    if (!(st = db_stmt(db, sql))) {
-        rc = EF_EDB;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, model_id);
-    sqlite3_bind_int64(st, 2, version);
-    db_bind_text(st, 3, sha256);
-    sqlite3_bind_int64(st, 4, size);
-    db_bind_text(st, 5, backend);
-    /* Stored as TEXT (the column has BLOB affinity and keeps it so): the
-     * bytes are JSON, which lets json_extract() read them. */
-    sqlite3_bind_text(st, 6, manifest, (int)manifest_len, SQLITE_TRANSIENT);
-    db_bind_text(st, 7, signature);
-    sqlite3_bind_int64(st, 8, now);
-    if ((rc = db_exec_stmt(db, st)) == 0 && id)
-        *id = sqlite3_last_insert_rowid(db->conn);
-out:
+    /* The manifest is stored as TEXT (the column has BLOB affinity and keeps
+     * it so): the bytes are JSON, which lets json_extract() read them. */
+    if (rc == 0)
+        rc = db_insert(db, sql, id, "iisisnsi", model_id, version, sha256, size, backend, manifest,
+                       manifest_len, signature, now);
     return db_tx_end(db, rc);
 }
 
-/* Copies one row of VERSION_COLUMNS into *out. EF_ENOMEM, EF_EDB when a
- * stored value does not fit its field (a schema invariant broken). */
-static int version_from_row(sqlite3_stmt *st, struct db_version *out)
+/* A db_select row callback: copies one row of VERSION_COLUMNS into the
+ * struct db_version arg. EF_ENOMEM, EF_EDB when a stored value does not fit
+ * its field (a schema invariant broken). */
+static int version_row(sqlite3_stmt *st, void *arg)
 {
+    struct db_version *out = arg;
     const char *model = (const char *)sqlite3_column_text(st, 2);
     const char *sha256 = (const char *)sqlite3_column_text(st, 4);
     const char *backend = (const char *)sqlite3_column_text(st, 6);
@@ -217,48 +133,16 @@ static int version_from_row(sqlite3_stmt *st, struct db_version *out)
     "SELECT v.id, v.model_id, m.name, v.version, v.sha256, v.size, v.backend, v.manifest,"         \
     " v.signature, v.created_at FROM model_versions v JOIN models m ON m.id = v.model_id "
 
-/* Steps a statement selecting VERSION_COLUMNS for at most one row. */
-static int version_query(struct db *db, sqlite3_stmt *st, struct db_version *out)
-{
-    int rc;
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
-        rc = version_from_row(st, out);
-    else if (step == SQLITE_DONE)
-        rc = EF_ENOENT;
-    else
-        rc = db_error(db, sqlite3_extended_errcode(db->conn));
-    sqlite3_reset(st);
-    return rc;
-}
-
 int db_version_get(struct db *db, const char *model, int64_t version, struct db_version *out)
 {
     static const char sql[] = VERSION_COLUMNS "WHERE m.name = ?1 AND v.version = ?2";
-    int rc = EF_EDB;
     memset(out, 0, sizeof(*out));
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        db_bind_text(st, 1, model);
-        sqlite3_bind_int64(st, 2, version);
-        rc = version_query(db, st, out);
-    }
-    db_unlock(db);
-    return rc;
+    return db_select(db, sql, DB_ONE, version_row, out, "si", model, version);
 }
 
 int db_version_get_by_id(struct db *db, int64_t id, struct db_version *out)
 {
     static const char sql[] = VERSION_COLUMNS "WHERE v.id = ?1";
-    int rc = EF_EDB;
     memset(out, 0, sizeof(*out));
-    db_lock(db);
-    sqlite3_stmt *st = db_stmt(db, sql);
-    if (st) {
-        sqlite3_bind_int64(st, 1, id);
-        rc = version_query(db, st, out);
-    }
-    db_unlock(db);
-    return rc;
+    return db_select(db, sql, DB_ONE, version_row, out, "i", id);
 }

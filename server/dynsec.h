@@ -13,7 +13,7 @@
  * broker client (mqtt.h), and the plugin answers on DYNSEC_RESPONSE_TOPIC; a
  * call and its answers are matched by the commands' correlationData.
  *
- * After every connect a prober thread sends a harmless listClients and waits
+ * After every connect a prober thread sends a harmless getDefaultACLAccess and waits
  * DYNSEC_PROBE_TIMEOUT_MS for the answer. An answer means the server manages
  * device credentials (DYNSEC_MANAGED); silence, or a refusal, means the broker
  * has no plugin or the server's client has no rights on it

@@ -27,7 +27,7 @@ struct request;
 struct http;
 
 enum body_kind {
-    BODY_NONE,      /* no body expected; any body is refused with 413 */
+    BODY_NONE,      /* no body expected; any body is refused with 400 */
     BODY_JSON,      /* application/json, at most cfg.max_json bytes */
     BODY_MULTIPART, /* multipart/form-data, at most cfg.max_upload bytes */
 };

@@ -7,8 +7,10 @@
 #include "server/db_fleet.h"
 #include "server/http.h"
 #include "server/mqtt.h"
+#include "server/rollout.h"
 #include "server/server.h"
 #include "server/store.h"
+#include "server/telemetry.h"
 #include "common/clock.h"
 #include "common/ef_error.h"
 #include "common/fsutil.h"
@@ -42,12 +44,18 @@ static const char usage[] =
     "serve options:\n"
     "  --listen HOST:PORT          IPv4 address and port (default 127.0.0.1:8080; port 0\n"
     "                              picks a free one, logged at start)\n"
-    "  --mqtt URL                  broker, mqtt://HOST:PORT (default: run without one)\n"
+    "  --mqtt URL                  broker, mqtt://[USER@]HOST:PORT (default: run without\n"
+    "                              one)\n"
+    "  --mqtt-password-file FILE   the broker password of USER, read from FILE\n"
     "  --web-dir DIR               static dashboard to serve at / (default: none)\n"
     "  --threads N                 HTTP worker threads (default 4)\n"
     "  --max-connections N         concurrent HTTP connections (default 1024)\n"
     "  --timeout SECONDS           idle connection timeout (default 30)\n"
     "  --max-upload BYTES          largest artifact upload (default 67108864)\n"
+    "  --rollout-tick-ms MS        how often the rollout engine evaluates running\n"
+    "                              rollouts (default 1000)\n"
+    "  --telemetry-retention-hours H\n"
+    "                              hours raw telemetry windows are kept (default 168)\n"
     "  --log-level LEVEL           debug, info, warn or error (default info;\n"
     "                              env EF_LOG_LEVEL)\n"
     "  -h, --help                  this text\n";
@@ -62,6 +70,9 @@ enum {
     OPT_TIMEOUT,
     OPT_MAX_UPLOAD,
     OPT_LOG_LEVEL,
+    OPT_MQTT_PASSWORD_FILE,
+    OPT_TELEMETRY_RETENTION,
+    OPT_ROLLOUT_TICK,
 };
 
 static const struct option long_options[] = {
@@ -74,6 +85,9 @@ static const struct option long_options[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"mqtt-password-file", required_argument, NULL, OPT_MQTT_PASSWORD_FILE},
+    {"telemetry-retention-hours", required_argument, NULL, OPT_TELEMETRY_RETENTION},
+    {"rollout-tick-ms", required_argument, NULL, OPT_ROLLOUT_TICK},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -114,6 +128,8 @@ static int parse_options(int argc, char **argv, struct server_config *cfg)
     cfg->timeout_s = 30;
     cfg->max_upload = 64u << 20;
     cfg->max_json = 64u << 10;
+    cfg->rollout_tick_ms = 1000;
+    cfg->telemetry_retention_h = TELEMETRY_RETENTION_H_DEFAULT;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
         int rc = 0;
@@ -126,6 +142,13 @@ static int parse_options(int argc, char **argv, struct server_config *cfg)
             break;
         case OPT_MQTT:
             cfg->mqtt_url = optarg;
+            break;
+        case OPT_TELEMETRY_RETENTION:
+            if ((rc = parse_count(optarg, 87600, &v)) == 0)
+                cfg->telemetry_retention_h = (unsigned)v;
+            break;
+        case OPT_MQTT_PASSWORD_FILE:
+            cfg->mqtt_password_file = optarg;
             break;
         case OPT_WEB_DIR:
             cfg->web_dir = optarg;
@@ -141,6 +164,10 @@ static int parse_options(int argc, char **argv, struct server_config *cfg)
         case OPT_TIMEOUT:
             if ((rc = parse_count(optarg, 86400, &v)) == 0)
                 cfg->timeout_s = (unsigned)v;
+            break;
+        case OPT_ROLLOUT_TICK:
+            if ((rc = parse_count(optarg, 3600000, &v)) == 0)
+                cfg->rollout_tick_ms = (unsigned)v;
             break;
         case OPT_MAX_UPLOAD:
             if ((rc = parse_count(optarg, 1ull << 34, &v)) == 0)
@@ -241,6 +268,41 @@ out:
     return rc;
 }
 
+/* Copies url for logs with its password, if any, replaced by "***". */
+static void redact_url(const char *url, char *buf, size_t size)
+{
+    const char *at = url ? strrchr(url, '@') : NULL;
+    const char *scheme_end = url ? strstr(url, "://") : NULL;
+    const char *colon = scheme_end && at ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3))
+                                         : NULL;
+    if (!url)
+        snprintf(buf, size, "none");
+    else if (colon)
+        snprintf(buf, size, "%.*s:***%s", (int)(colon - url), url, at);
+    else
+        snprintf(buf, size, "%s", url);
+}
+
+/* Reads a one-line secret (trailing newline dropped). EF_ETOOBIG, EF_EINVAL
+ * (empty), or the error of reading the file. */
+static int read_secret(const char *path, char *buf, size_t size)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = ef_read_file(path, size - 1, &text, &len);
+    if (rc != 0)
+        return rc;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    if (len == 0)
+        rc = EF_EINVAL;
+    else
+        memcpy(buf, text, len + 1);
+    sodium_memzero(text, len);
+    free(text);
+    return rc;
+}
+
 /* Removes uploads a previous run left half-received in tmp/ (a crash or a
  * kill in the middle of a request): nothing refers to them. */
 static void sweep_tmp(const char *dir)
@@ -272,8 +334,9 @@ static void block_signals(sigset_t *set)
 
 static int cmd_serve(struct server *srv)
 {
-    char path[4096];
+    char path[4096], mqtt_shown[300], mqtt_password[256] = "";
     sigset_t signals;
+    struct telemetry_config tcfg;
     int rc, sig = 0, from = 0, to = 0;
     block_signals(&signals);
     srv->started_ms = ef_now_ms();
@@ -298,8 +361,32 @@ static int cmd_serve(struct server *srv)
         fprintf(stderr, "edgefleet-server: cannot open %s: %s\n", path, ef_strerror(rc));
         goto out;
     }
-    if (srv->cfg.mqtt_url && (rc = mqtt_start(srv, srv->cfg.mqtt_url, &srv->mqtt)) != 0) {
-        fprintf(stderr, "edgefleet-server: cannot use broker %s: %s\n", srv->cfg.mqtt_url,
+    /* The writer starts before the broker client that feeds it. */
+    telemetry_config_default(&tcfg);
+    tcfg.retention_ms = (int64_t)srv->cfg.telemetry_retention_h * 3600 * 1000;
+    if ((rc = telemetry_start(srv->db, &tcfg, &srv->stats, &srv->telemetry)) != 0) {
+        fprintf(stderr, "edgefleet-server: cannot start the telemetry writer: %s\n",
+                ef_strerror(rc));
+        goto out;
+    }
+    redact_url(srv->cfg.mqtt_url, mqtt_shown, sizeof(mqtt_shown));
+    if (srv->cfg.mqtt_password_file &&
+        (rc = read_secret(srv->cfg.mqtt_password_file, mqtt_password, sizeof(mqtt_password)))) {
+        fprintf(stderr, "edgefleet-server: cannot read %s: %s\n", srv->cfg.mqtt_password_file,
+                ef_strerror(rc));
+        goto out;
+    }
+    if (srv->cfg.mqtt_url &&
+        (rc = mqtt_start(srv, srv->cfg.mqtt_url,
+                         srv->cfg.mqtt_password_file ? mqtt_password : NULL, &srv->mqtt)) != 0) {
+        fprintf(stderr, "edgefleet-server: cannot use broker %s: %s\n", mqtt_shown,
+                ef_strerror(rc));
+        goto out;
+    }
+    /* Before the HTTP API, whose rollout routes use it; after the broker
+     * client it publishes through. */
+    if ((rc = rollout_engine_start(srv, &srv->rollouts)) != 0) {
+        fprintf(stderr, "edgefleet-server: cannot start the rollout engine: %s\n",
                 ef_strerror(rc));
         goto out;
     }
@@ -309,20 +396,22 @@ static int cmd_serve(struct server *srv)
         goto out;
     }
     ef_info("server_started", "url=http://%s:%u schema_version=%d mqtt=%s threads=%u",
-            srv->cfg.listen_host, srv->cfg.listen_port, to,
-            srv->cfg.mqtt_url ? srv->cfg.mqtt_url : "none", srv->cfg.threads);
+            srv->cfg.listen_host, srv->cfg.listen_port, to, mqtt_shown, srv->cfg.threads);
     sigwait(&signals, &sig);
     ef_info("server_stopping", "signal=%d", sig);
 out:
     /* Stop taking requests first, then the broker client that handlers use,
      * then the stores they write to. */
     http_stop(srv->http);
+    rollout_engine_stop(srv->rollouts);
     mqtt_stop(srv->mqtt);
+    telemetry_stop(srv->telemetry);
     store_close(srv->store);
     checkin_close(srv->checkin);
     db_close(srv->db);
     ef_keypair_wipe(&srv->release_key);
     ef_keypair_wipe(&srv->server_key);
+    sodium_memzero(mqtt_password, sizeof(mqtt_password));
     return rc;
 }
 

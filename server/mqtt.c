@@ -1,15 +1,18 @@
 /*
  * mqtt.c - the server's broker client: libmosquitto on its own network
  * thread, reconnecting with exponential backoff, recording what devices say
- * on their `reported` and `status` topics, publishing assignments and events,
- * and carrying the dynamic-security session (dynsec.c).
+ * on their `reported` and `status` topics, handing `telemetry` windows to the
+ * telemetry writer (telemetry.h), publishing assignments and events, and
+ * carrying the dynamic-security session (dynsec.c).
  */
 #include "server/mqtt.h"
 #include "server/db_fleet.h"
 #include "server/dynsec.h"
 #include "server/report.h"
 #include "server/server.h"
+#include "server/telemetry.h"
 #include "common/clock.h"
+#include "common/crypto.h"
 #include "common/ef_error.h"
 #include "common/log.h"
 #include "common/topic.h"
@@ -50,13 +53,18 @@ static int url_parse(const char *url, struct mqtt *m, char *user, char *pass, si
     const char *rest = url + sizeof(scheme) - 1;
     const char *at = strrchr(rest, '@');
     if (at) {
+        /* USER@ alone is fine: the password then comes from a file. */
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
-        if (!colon || (size_t)(colon - rest) >= cred_size || (size_t)(at - colon) > cred_size)
+        const char *user_end = colon ? colon : at;
+        if (user_end == rest || (size_t)(user_end - rest) >= cred_size ||
+            (colon && (size_t)(at - colon) > cred_size))
             return EF_EINVAL;
-        memcpy(user, rest, (size_t)(colon - rest));
-        user[colon - rest] = '\0';
-        memcpy(pass, colon + 1, (size_t)(at - colon - 1));
-        pass[at - colon - 1] = '\0';
+        memcpy(user, rest, (size_t)(user_end - rest));
+        user[user_end - rest] = '\0';
+        if (colon) {
+            memcpy(pass, colon + 1, (size_t)(at - colon - 1));
+            pass[at - colon - 1] = '\0';
+        }
         rest = at + 1;
     }
     const char *colon = strrchr(rest, ':');
@@ -90,6 +98,11 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     };
     for (size_t i = 0; i < sizeof(subscriptions) / sizeof(subscriptions[0]); i++)
         mosquitto_subscribe(mosq, NULL, subscriptions[i], 1);
+    /* Telemetry at QoS 0: the broker then streams windows without waiting
+     * for acknowledgements (at QoS 1 its 20-message in-flight window throttles
+     * a burst until its queue overflows and drops), and a lost window only
+     * thins a statistic. */
+    mosquitto_subscribe(mosq, NULL, EF_TOPIC_ROOT "/devices/+/telemetry", 0);
     /* Queued before any command the session sends, so the broker has the
      * subscription in place when the plugin answers. A broker without the
      * plugin or without rights for us refuses or ignores it: the probe's
@@ -174,9 +187,12 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
         handle_status(m, device_id, msg->payload, (size_t)msg->payloadlen);
     else if (strcmp(leaf, "reported") == 0)
         handle_reported(m, device_id, msg->payload, (size_t)msg->payloadlen);
+    else if (strcmp(leaf, "telemetry") == 0) /* queued; malformed and dropped are counted */
+        (void)telemetry_submit(m->srv->telemetry, device_id, msg->payload,
+                               (size_t)msg->payloadlen, ef_now_ms());
 }
 
-int mqtt_start(struct server *srv, const char *url, struct mqtt **out)
+int mqtt_start(struct server *srv, const char *url, const char *password, struct mqtt **out)
 {
     char user[128], pass[256], client_id[64];
     int rc = 0;
@@ -185,15 +201,25 @@ int mqtt_start(struct server *srv, const char *url, struct mqtt **out)
     if (!m)
         return EF_ENOMEM;
     m->srv = srv;
-    if (url_parse(url, m, user, pass, sizeof(user)) != 0) {
+    if (url_parse(url, m, user, pass, sizeof(user)) != 0 ||
+        (password && strlen(password) >= sizeof(pass))) {
         rc = EF_EINVAL;
         goto out;
     }
+    if (password)
+        snprintf(pass, sizeof(pass), "%s", password);
     if ((rc = dynsec_new(m, &m->dynsec)) != 0)
         goto out;
     mosquitto_lib_init();
-    snprintf(client_id, sizeof(client_id), "edgefleet-server-%ld", (long)getpid());
-    if (!(m->mosq = mosquitto_new(client_id, true, m))) {
+    /* A persistent session under an id stable for this data directory: the
+     * broker keeps the QoS 1 reports devices send while this server restarts
+     * or reconnects, and two servers on one broker never share an id. */
+    char dir_hash[EF_HEX256_SIZE], *dir = realpath(srv->cfg.data_dir, NULL);
+    const char *dir_name = dir ? dir : srv->cfg.data_dir;
+    ef_sha256_hex(dir_name, strlen(dir_name), dir_hash);
+    free(dir);
+    snprintf(client_id, sizeof(client_id), "edgefleet-server-%.12s", dir_hash);
+    if (!(m->mosq = mosquitto_new(client_id, false, m))) {
         rc = EF_ENOMEM;
         goto out;
     }

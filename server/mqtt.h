@@ -4,6 +4,8 @@
  * Connects to cfg.mqtt_url with reconnect and exponential backoff, subscribes
  * to every device's `reported` and `status` topics and records what devices
  * say (online state, last seen, reported model versions) through db_fleet.h.
+ * It also subscribes to their `telemetry` topics (at QoS 0) and hands each
+ * window to telemetry_submit (telemetry.h), which queues it without blocking.
  * Publishes retained assignments and events. The server's client is the only
  * one allowed to write `desired` topics.
  *
@@ -22,9 +24,11 @@ struct server;
 struct mqtt;
 struct dynsec;
 
-/* Parses mqtt://HOST:PORT and starts the client thread; connection happens
- * in the background. EF_EINVAL for a bad URL, EF_ENOMEM, EF_ENET. */
-int mqtt_start(struct server *srv, const char *url, struct mqtt **out);
+/* Parses mqtt://[USER[:PASS]@]HOST[:PORT] and starts the client thread;
+ * connection happens in the background. password (may be NULL) overrides any
+ * in the URL, so that it need not appear on a command line. EF_EINVAL for a
+ * bad URL, EF_ENOMEM, EF_ENET. */
+int mqtt_start(struct server *srv, const char *url, const char *password, struct mqtt **out);
 
 /* Disconnects, stops the thread, frees; accepts NULL. */
 void mqtt_stop(struct mqtt *m);

@@ -42,10 +42,21 @@ const struct route routes[] = {
 
     {"POST", "/api/v1/assignments", ACCESS_OPERATOR, BODY_JSON, api_assignments_create},
 
+    {"GET", "/api/v1/rollouts", ANY_API, BODY_NONE, api_rollouts_list},
+    {"POST", "/api/v1/rollouts", ACCESS_OPERATOR, BODY_JSON, api_rollouts_create},
+    {"GET", "/api/v1/rollouts/{id}", ANY_API, BODY_NONE, api_rollout_show},
+    {"POST", "/api/v1/rollouts/{id}/start", ACCESS_OPERATOR, BODY_NONE, api_rollout_start},
+    {"POST", "/api/v1/rollouts/{id}/pause", ACCESS_OPERATOR, BODY_NONE, api_rollout_pause},
+    {"POST", "/api/v1/rollouts/{id}/resume", ACCESS_OPERATOR, BODY_NONE, api_rollout_resume},
+    {"POST", "/api/v1/rollouts/{id}/abort", ACCESS_OPERATOR, BODY_NONE, api_rollout_abort},
+    {"POST", "/api/v1/rollouts/{id}/rollback", ACCESS_OPERATOR, BODY_NONE, api_rollout_rollback},
+
     {"GET", "/api/v1/tokens", ACCESS_ADMIN, BODY_NONE, api_tokens_list},
     {"POST", "/api/v1/tokens", ACCESS_ADMIN, BODY_JSON, api_tokens_create},
     {"DELETE", "/api/v1/tokens/{id}", ACCESS_ADMIN, BODY_NONE, api_token_revoke},
 
     {"GET", "/api/v1/audit", ACCESS_ADMIN, BODY_NONE, api_audit_list},
+
+    {"GET", "/api/v1/telemetry", ANY_API, BODY_NONE, api_telemetry_list},
     {NULL, NULL, 0, BODY_NONE, NULL},
 };

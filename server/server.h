@@ -15,18 +15,23 @@ struct store;
 struct mqtt;
 struct http;
 struct checkin;
+struct rollout_engine;
+struct telemetry;
 
 struct server_config {
     const char *data_dir;     /* holds edgefleet.db, keys/, store/, tmp/ */
     char listen_host[64];     /* address to bind, e.g. 127.0.0.1 */
     uint16_t listen_port;     /* TCP port */
-    const char *mqtt_url;     /* mqtt://host:port, or NULL to run without a broker */
+    const char *mqtt_url;     /* mqtt://[user@]host:port, or NULL to run without a broker */
+    const char *mqtt_password_file; /* the broker password, or NULL */
     const char *web_dir;      /* static dashboard directory, or NULL */
     size_t max_upload;        /* bytes, largest artifact accepted */
     size_t max_json;          /* bytes, largest JSON request body */
     unsigned threads;         /* HTTP worker threads */
     unsigned max_connections; /* concurrent HTTP connections */
     unsigned timeout_s;       /* idle HTTP connection timeout, seconds */
+    unsigned rollout_tick_ms; /* rollout engine period, milliseconds */
+    unsigned telemetry_retention_h; /* hours raw telemetry windows are kept */
 };
 
 /* Counters exported at /metrics; updated from any thread. */
@@ -37,6 +42,15 @@ struct server_stats {
     atomic_uint_fast64_t mqtt_messages_in;   /* device messages received */
     atomic_uint_fast64_t mqtt_publishes;     /* assignments and events published */
     atomic_uint_fast64_t assignments_issued; /* signed assignments written */
+    atomic_uint_fast64_t telemetry_received;    /* windows queued for the writer */
+    atomic_uint_fast64_t telemetry_malformed;   /* payloads the parser refused */
+    atomic_uint_fast64_t telemetry_dropped;     /* windows dropped: queue full */
+    atomic_uint_fast64_t telemetry_stored;      /* windows written */
+    atomic_uint_fast64_t telemetry_ignored;     /* windows of devices not enrolled */
+    atomic_uint_fast64_t telemetry_failed;      /* windows lost to database errors */
+    atomic_uint_fast64_t telemetry_batches;     /* writer transactions committed */
+    atomic_uint_fast64_t telemetry_expired;     /* windows deleted by retention */
+    atomic_uint_fast64_t telemetry_queue_depth; /* gauge: windows waiting now */
 };
 
 struct server {
@@ -46,6 +60,8 @@ struct server {
     struct store *store;           /* artifact store, owned */
     struct mqtt *mqtt;             /* broker client, owned; NULL without a broker */
     struct http *http;             /* HTTP daemon, owned */
+    struct rollout_engine *rollouts; /* rollout engine thread, owned */
+    struct telemetry *telemetry;   /* telemetry writer, owned; NULL until started */
     struct ef_keypair release_key; /* signs manifests */
     struct ef_keypair server_key;  /* signs assignments */
     int64_t started_ms;            /* Unix ms, for uptime */

@@ -1,4 +1,4 @@
-/* cli.c - argument handling, usage errors and help shared by every verb. */
+/* cli.c - argument handling, usage errors, help and the API round trip shared by every verb. */
 #include "server/cli/cli.h"
 #include "common/ef_error.h"
 #include "server/cli/output.h"
@@ -157,4 +157,30 @@ int cli_print(const struct cli *cli, const struct client_response *resp,
     if (rc != 0)
         return cli_fail(ef_errname(rc), "cannot print the answer: %s", ef_strerror(rc));
     return CLI_EXIT_OK;
+}
+
+int cli_request(const struct cli *cli, const char *method, const char *path, const json_t *body,
+                int (*text)(const json_t *doc))
+{
+    struct client_response resp = {0};
+    int status = CLI_EXIT_FAIL;
+    if (client_call(&cli->client, method, path, body, &resp) == 0)
+        status = cli_print(cli, &resp, text);
+    client_response_release(&resp);
+    return status;
+}
+
+int cli_run_request(struct cli *cli, int argc, char **argv, const char *method, const char *path,
+                    int (*text)(const json_t *doc))
+{
+    size_t npos = 0;
+    int status = CLI_EXIT_OK;
+    if (cli_parse(cli, argc, argv, NULL, 0, NULL, 0, 0, &npos, &status))
+        status = cli_request(cli, method, path, NULL, text);
+    return status;
+}
+
+int cli_text_fields(const json_t *doc)
+{
+    return output_fields(stdout, doc);
 }

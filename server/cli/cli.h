@@ -81,6 +81,23 @@ void cli_help_noun(const struct cli_noun *noun);
 int cli_print(const struct cli *cli, const struct client_response *resp,
               int (*text)(const json_t *doc));
 
+/*
+ * The request and the answer of a verb that makes one API call: sends
+ * method path with body (borrowed, may be NULL) and prints the response as
+ * cli_print does. Returns CLI_EXIT_FAIL when the request failed (the client
+ * has said why on stderr), otherwise what cli_print returns.
+ */
+int cli_request(const struct cli *cli, const char *method, const char *path, const json_t *body,
+                int (*text)(const json_t *doc));
+
+/* The whole of a verb that takes no arguments and makes one API call: parses
+ * argv (for --help and the global flags), then cli_request. */
+int cli_run_request(struct cli *cli, int argc, char **argv, const char *method, const char *path,
+                    int (*text)(const json_t *doc));
+
+/* A cli_print text callback: the document's fields as "key: value" lines. */
+int cli_text_fields(const json_t *doc);
+
 /* Validates and stores a server URL (http:// or https://); false when it is
  * neither. The string is borrowed. */
 bool cli_set_server(struct cli *cli, const char *url);

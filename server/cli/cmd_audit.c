@@ -28,7 +28,6 @@ static int audit_list(struct cli *cli, int argc, char **argv)
         [AUDIT_LIMIT] = {.name = "limit", .metavar = "N"},
         [AUDIT_BEFORE] = {.name = "before", .metavar = "ID"},
     };
-    struct client_response resp = {0};
     char *path = NULL, msg[200];
     int64_t n = 0;
     size_t npos = 0;
@@ -49,13 +48,8 @@ static int audit_list(struct cli *cli, int argc, char **argv)
         status = cli_fail("out_of_memory", "cannot build the query");
         goto out;
     }
-    if (client_call(&cli->client, "GET", path, NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_entries);
+    status = cli_request(cli, "GET", path, NULL, print_entries);
 out:
-    client_response_release(&resp);
     free(path);
     args_opts_release(opts, AUDIT_N);
     return status;

@@ -7,7 +7,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define PATH_SIZE 128 /* "/api/v1/devices/" and a device id */
 
@@ -15,16 +14,7 @@
 static char *format_production(const json_t *row)
 {
     const json_t *slot = output_lookup(row, "slots.production");
-    const char *name = ef_json_str(slot, "name");
-    char *version = output_scalar(json_object_get(slot, "version"));
-    char *cell = NULL;
-    if (name && version) {
-        size_t n = strlen(name) + strlen(version) + 2;
-        if ((cell = malloc(n)))
-            snprintf(cell, n, "%s@%s", name, version);
-    }
-    free(version);
-    return cell;
+    return output_name_version(ef_json_str(slot, "name"), json_object_get(slot, "version"));
 }
 
 static const struct output_col device_cols[] = {
@@ -44,11 +34,6 @@ static int print_devices(const json_t *doc)
                         sizeof(device_cols) / sizeof(device_cols[0]));
 }
 
-static int print_device(const json_t *doc)
-{
-    return output_fields(stdout, doc);
-}
-
 /* Checks a ring or class filter/value; prints the usage error. */
 static bool name_ok(struct cli *cli, const char *flag, const char *value, int *status)
 {
@@ -60,14 +45,20 @@ static bool name_ok(struct cli *cli, const char *flag, const char *value, int *s
     return true;
 }
 
-/* Checks a device id positional and builds its path; prints the usage error. */
-static bool device_path(struct cli *cli, const char *id, char path[PATH_SIZE], int *status)
+/* Parses the arguments of a verb whose one positional is a device id: *id
+ * (borrowed from argv) and path, its resource. False with *status to return
+ * after a usage error or --help. */
+static bool device_args(struct cli *cli, int argc, char **argv, struct args_opt *opts, size_t nopts,
+                        const char **id, char path[PATH_SIZE], int *status)
 {
-    if (!ef_device_id_valid(id)) {
-        *status = cli_usage(cli, "'%s' is not a valid device id (1-64 of A-Z a-z 0-9 . _ -)", id);
+    size_t npos = 0;
+    if (!cli_parse(cli, argc, argv, opts, nopts, id, 1, 1, &npos, status))
+        return false;
+    if (!ef_device_id_valid(*id)) {
+        *status = cli_usage(cli, "'%s' is not a valid device id (1-64 of A-Z a-z 0-9 . _ -)", *id);
         return false;
     }
-    snprintf(path, PATH_SIZE, "/api/v1/devices/%s", id);
+    snprintf(path, PATH_SIZE, "/api/v1/devices/%s", *id);
     return true;
 }
 
@@ -81,7 +72,6 @@ static int device_list(struct cli *cli, int argc, char **argv)
         [LIST_TAG] = {.name = "tag", .metavar = "k=v", .repeat = true},
         [LIST_ONLINE] = {.name = "online", .metavar = "true|false"},
     };
-    struct client_response resp = {0};
     const char **pairs = NULL;
     char *path = NULL, key[ARGS_KEY_MAX + 1], msg[200];
     size_t npos = 0, n = 0;
@@ -121,13 +111,8 @@ static int device_list(struct cli *cli, int argc, char **argv)
         status = cli_fail("out_of_memory", "cannot build the query");
         goto out;
     }
-    if (client_call(&cli->client, "GET", path, NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_devices);
+    status = cli_request(cli, "GET", path, NULL, print_devices);
 out:
-    client_response_release(&resp);
     free(path);
     free(pairs);
     args_opts_release(opts, LIST_N);
@@ -136,21 +121,11 @@ out:
 
 static int device_show(struct cli *cli, int argc, char **argv)
 {
-    struct client_response resp = {0};
-    const char *pos[1];
+    const char *id;
     char path[PATH_SIZE];
-    size_t npos = 0;
     int status = CLI_EXIT_OK;
-    if (!cli_parse(cli, argc, argv, NULL, 0, pos, 1, 1, &npos, &status) ||
-        !device_path(cli, pos[0], path, &status))
-        goto out;
-    if (client_call(&cli->client, "GET", path, NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_device);
-out:
-    client_response_release(&resp);
+    if (device_args(cli, argc, argv, NULL, 0, &id, path, &status))
+        status = cli_request(cli, "GET", path, NULL, cli_text_fields);
     return status;
 }
 
@@ -163,14 +138,11 @@ static int device_set(struct cli *cli, int argc, char **argv)
         [SET_CLASS] = {.name = "class", .metavar = "C"},
         [SET_TAG] = {.name = "tag", .metavar = "k=v", .repeat = true},
     };
-    struct client_response resp = {0};
-    const char *pos[1];
+    const char *id;
     char path[PATH_SIZE], msg[200];
     json_t *body = NULL, *tags = NULL;
-    size_t npos = 0;
     int status = CLI_EXIT_OK;
-    if (!cli_parse(cli, argc, argv, opts, SET_N, pos, 1, 1, &npos, &status) ||
-        !device_path(cli, pos[0], path, &status))
+    if (!device_args(cli, argc, argv, opts, SET_N, &id, path, &status))
         goto out;
     const char *ring = args_value(&opts[SET_RING]), *cls = args_value(&opts[SET_CLASS]);
     if (!name_ok(cli, "--ring", ring, &status) || !name_ok(cli, "--class", cls, &status))
@@ -197,13 +169,8 @@ static int device_set(struct cli *cli, int argc, char **argv)
         status = cli_fail("out_of_memory", "cannot build the request");
         goto out;
     }
-    if (client_call(&cli->client, "PATCH", path, body, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_device);
+    status = cli_request(cli, "PATCH", path, body, cli_text_fields);
 out:
-    client_response_release(&resp);
     json_decref(body);
     json_decref(tags);
     args_opts_release(opts, SET_N);
@@ -212,23 +179,12 @@ out:
 
 static int device_remove(struct cli *cli, int argc, char **argv)
 {
-    struct client_response resp = {0};
-    const char *pos[1];
+    const char *id;
     char path[PATH_SIZE];
-    size_t npos = 0;
     int status = CLI_EXIT_OK;
-    if (!cli_parse(cli, argc, argv, NULL, 0, pos, 1, 1, &npos, &status) ||
-        !device_path(cli, pos[0], path, &status))
-        goto out;
-    if (client_call(&cli->client, "DELETE", path, NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    if (!cli->json)
-        printf("device %s removed\n", pos[0]);
-    status = cli_print(cli, &resp, NULL);
-out:
-    client_response_release(&resp);
+    if (device_args(cli, argc, argv, NULL, 0, &id, path, &status) &&
+        (status = cli_request(cli, "DELETE", path, NULL, NULL)) == CLI_EXIT_OK && !cli->json)
+        printf("device %s removed\n", id);
     return status;
 }
 

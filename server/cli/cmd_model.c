@@ -281,31 +281,13 @@ static int print_model(const json_t *doc)
     return rc;
 }
 
-static int print_fields(const json_t *doc)
-{
-    return output_fields(stdout, doc);
-}
-
 static int model_list(struct cli *cli, int argc, char **argv)
 {
-    struct client_response resp = {0};
-    size_t npos = 0;
-    int status = CLI_EXIT_OK;
-    if (!cli_parse(cli, argc, argv, NULL, 0, NULL, 0, 0, &npos, &status))
-        goto out;
-    if (client_call(&cli->client, "GET", "/api/v1/models", NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_models);
-out:
-    client_response_release(&resp);
-    return status;
+    return cli_run_request(cli, argc, argv, "GET", "/api/v1/models", print_models);
 }
 
 static int model_show(struct cli *cli, int argc, char **argv)
 {
-    struct client_response resp = {0};
     const char *pos[1];
     char name[ARGS_NAME_SIZE], msg[200], path[PATH_SIZE];
     int64_t version = 0;
@@ -321,13 +303,8 @@ static int model_show(struct cli *cli, int argc, char **argv)
         snprintf(path, sizeof(path), "/api/v1/models/%s/versions/%lld", name, (long long)version);
     else
         snprintf(path, sizeof(path), "/api/v1/models/%s", name);
-    if (client_call(&cli->client, "GET", path, NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, version > 0 ? print_fields : print_model);
+    status = cli_request(cli, "GET", path, NULL, version > 0 ? cli_text_fields : print_model);
 out:
-    client_response_release(&resp);
     return status;
 }
 

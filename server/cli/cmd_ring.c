@@ -36,11 +36,6 @@ static int print_rings(const json_t *doc)
                         sizeof(ring_cols) / sizeof(ring_cols[0]));
 }
 
-static int print_ring(const json_t *doc)
-{
-    return output_fields(stdout, doc);
-}
-
 enum { RING_POSITION, RING_SELECTOR, RING_N };
 
 /*
@@ -106,7 +101,6 @@ static int ring_write(struct cli *cli, int argc, char **argv, bool create)
         [RING_POSITION] = {.name = "position", .metavar = "N"},
         [RING_SELECTOR] = {.name = "selector", .metavar = "k=v", .repeat = true},
     };
-    struct client_response resp = {0};
     const char *pos[1];
     char path[PATH_SIZE];
     json_t *body = NULL;
@@ -128,13 +122,8 @@ static int ring_write(struct cli *cli, int argc, char **argv, bool create)
         snprintf(path, sizeof(path), "/api/v1/rings");
     else
         snprintf(path, sizeof(path), "/api/v1/rings/%s", pos[0]);
-    if (client_call(&cli->client, create ? "POST" : "PATCH", path, body, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_ring);
+    status = cli_request(cli, create ? "POST" : "PATCH", path, body, cli_text_fields);
 out:
-    client_response_release(&resp);
     json_decref(body);
     args_opts_release(opts, RING_N);
     return status;
@@ -152,19 +141,7 @@ static int ring_set(struct cli *cli, int argc, char **argv)
 
 static int ring_list(struct cli *cli, int argc, char **argv)
 {
-    struct client_response resp = {0};
-    size_t npos = 0;
-    int status = CLI_EXIT_OK;
-    if (!cli_parse(cli, argc, argv, NULL, 0, NULL, 0, 0, &npos, &status))
-        goto out;
-    if (client_call(&cli->client, "GET", "/api/v1/rings", NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_rings);
-out:
-    client_response_release(&resp);
-    return status;
+    return cli_run_request(cli, argc, argv, "GET", "/api/v1/rings", print_rings);
 }
 
 #define RING_HELP                                                                                  \

@@ -49,7 +49,6 @@ static int token_create(struct cli *cli, int argc, char **argv)
         [CREATE_ROLE] = {.name = "role", .metavar = "admin|operator|viewer"},
         [CREATE_NAME] = {.name = "name", .metavar = "N"},
     };
-    struct client_response resp = {0};
     json_t *body = NULL;
     size_t npos = 0;
     int status = CLI_EXIT_OK;
@@ -70,13 +69,8 @@ static int token_create(struct cli *cli, int argc, char **argv)
         status = cli_usage(cli, "--name must be UTF-8 text");
         goto out;
     }
-    if (client_call(&cli->client, "POST", "/api/v1/tokens", body, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_created);
+    status = cli_request(cli, "POST", "/api/v1/tokens", body, print_created);
 out:
-    client_response_release(&resp);
     json_decref(body);
     args_opts_release(opts, CREATE_N);
     return status;
@@ -84,24 +78,11 @@ out:
 
 static int token_list(struct cli *cli, int argc, char **argv)
 {
-    struct client_response resp = {0};
-    size_t npos = 0;
-    int status = CLI_EXIT_OK;
-    if (!cli_parse(cli, argc, argv, NULL, 0, NULL, 0, 0, &npos, &status))
-        goto out;
-    if (client_call(&cli->client, "GET", "/api/v1/tokens", NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_tokens);
-out:
-    client_response_release(&resp);
-    return status;
+    return cli_run_request(cli, argc, argv, "GET", "/api/v1/tokens", print_tokens);
 }
 
 static int token_revoke(struct cli *cli, int argc, char **argv)
 {
-    struct client_response resp = {0};
     const char *pos[1];
     char path[PATH_SIZE];
     size_t npos = 0;
@@ -114,15 +95,9 @@ static int token_revoke(struct cli *cli, int argc, char **argv)
         goto out;
     }
     snprintf(path, sizeof(path), "/api/v1/tokens/%s", pos[0]);
-    if (client_call(&cli->client, "DELETE", path, NULL, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    if (!cli->json)
+    if ((status = cli_request(cli, "DELETE", path, NULL, NULL)) == CLI_EXIT_OK && !cli->json)
         printf("token %s revoked\n", pos[0]);
-    status = cli_print(cli, &resp, NULL);
 out:
-    client_response_release(&resp);
     return status;
 }
 
@@ -135,7 +110,6 @@ static int enroll_token_create(struct cli *cli, int argc, char **argv)
         [ENROLL_TTL] = {.name = "ttl", .metavar = "S"},
         [ENROLL_CLASS] = {.name = "class", .metavar = "C"},
     };
-    struct client_response resp = {0};
     json_t *body = NULL;
     char msg[200];
     int64_t uses = 0, ttl = 0;
@@ -164,13 +138,8 @@ static int enroll_token_create(struct cli *cli, int argc, char **argv)
         status = cli_fail("out_of_memory", "cannot build the request");
         goto out;
     }
-    if (client_call(&cli->client, "POST", "/api/v1/enroll-tokens", body, &resp) != 0) {
-        status = CLI_EXIT_FAIL;
-        goto out;
-    }
-    status = cli_print(cli, &resp, print_created);
+    status = cli_request(cli, "POST", "/api/v1/enroll-tokens", body, print_created);
 out:
-    client_response_release(&resp);
     json_decref(body);
     args_opts_release(opts, ENROLL_N);
     return status;

@@ -15,5 +15,7 @@ extern const struct cli_noun cmd_token_noun;        /* token create|list|revoke 
 extern const struct cli_noun cmd_enroll_token_noun; /* enroll-token create */
 extern const struct cli_noun cmd_assign_noun;       /* assign (no verb) */
 extern const struct cli_noun cmd_audit_noun;        /* audit list */
+extern const struct cli_noun cmd_telemetry_noun;    /* telemetry query */
+extern const struct cli_noun cmd_rollout_noun;      /* rollout create|start|...|show|list */
 
 #endif

@@ -141,6 +141,18 @@ char *output_scalar(const json_t *value)
     return sbuf_finish(&b);
 }
 
+char *output_name_version(const char *name, const json_t *version)
+{
+    char *text = NULL, *cell = NULL;
+    if (name && (text = output_scalar(version))) {
+        size_t n = strlen(name) + strlen(text) + 2;
+        if ((cell = malloc(n)))
+            snprintf(cell, n, "%s@%s", name, text);
+    }
+    free(text);
+    return cell;
+}
+
 const json_t *output_lookup(const json_t *obj, const char *path)
 {
     const json_t *cur = obj;

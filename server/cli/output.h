@@ -50,4 +50,9 @@ const json_t *output_lookup(const json_t *obj, const char *path);
  * malloc'd string, or NULL when out of memory. */
 char *output_scalar(const json_t *value);
 
+/* The cell "name@version" of a model version (version as output_scalar
+ * shows it). Returns a malloc'd string, or NULL when name is NULL or out of
+ * memory (a "-" cell). */
+char *output_name_version(const char *name, const json_t *version);
+
 #endif

@@ -14,6 +14,7 @@
 #include "common/crypto.h"
 #include "common/ef_error.h"
 #include "common/topic.h"
+#include "tests/fuzz/fuzz_keys.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -22,23 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fixed keys, so a run is reproducible; set up on the first input. */
-static struct ef_keypair server_key, other_key;
-static bool keys_ready;
-
-static void keys_init(void)
-{
-    unsigned char seed[crypto_sign_SEEDBYTES];
-    if (keys_ready)
-        return;
-    if (ef_crypto_init() != 0)
-        abort();
-    memset(seed, 0x53, sizeof(seed)); /* 'S'erver */
-    crypto_sign_seed_keypair(server_key.pk, server_key.sk, seed);
-    memset(seed, 0x4f, sizeof(seed)); /* 'O'ther */
-    crypto_sign_seed_keypair(other_key.pk, other_key.sk, seed);
-    keys_ready = true;
-}
+/* signer is the server key; set on each input. */
+static const struct fuzz_keys *keys;
 
 static bool str_equal(const char *a, const char *b)
 {
@@ -69,9 +55,9 @@ static void check_accepted(const struct ef_assignment *a)
                   !s->artifact_url))
             abort();
     }
-    char *env = ef_assignment_sign(a, server_key.sk);
+    char *env = ef_assignment_sign(a, keys->signer.sk);
     struct ef_assignment *back = NULL;
-    if (!env || ef_assignment_verify_parse(env, strlen(env), server_key.pk, &back, NULL, 0) != 0)
+    if (!env || ef_assignment_verify_parse(env, strlen(env), keys->signer.pk, &back, NULL, 0) != 0)
         abort();
     if (strcmp(a->device_id, back->device_id) != 0 || a->seq != back->seq ||
         a->issued_at_ms != back->issued_at_ms)
@@ -89,12 +75,12 @@ static void verify_both_ways(const char *env, size_t len)
 {
     struct ef_assignment *a = NULL, *forged = NULL;
     char msg[256];
-    int rc = ef_assignment_verify_parse(env, len, server_key.pk, &a, msg, sizeof(msg));
+    int rc = ef_assignment_verify_parse(env, len, keys->signer.pk, &a, msg, sizeof(msg));
     if ((rc == 0) != (a != NULL))
         abort();
     if (rc == 0)
         check_accepted(a);
-    int other = ef_assignment_verify_parse(env, len, other_key.pk, &forged, msg, sizeof(msg));
+    int other = ef_assignment_verify_parse(env, len, keys->other.pk, &forged, msg, sizeof(msg));
     if (rc == 0 && (other != EF_EBADSIG || forged))
         abort();
     ef_assignment_free(forged);
@@ -108,11 +94,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char sig[EF_SIG_B64_SIZE];
     char *payload_b64 = NULL, *env = NULL;
     json_t *doc = NULL;
-    keys_init();
+    keys = fuzz_keys('S');
 
     verify_both_ways((const char *)data, size);
 
-    ef_sign_b64(server_key.sk, data, size, sig);
+    ef_sign_b64(keys->signer.sk, data, size, sig);
     payload_b64 = ef_b64_encode(data, size);
     if (!payload_b64)
         abort();

@@ -11,6 +11,7 @@
 #include "common/crypto.h"
 #include "common/ef_error.h"
 #include "common/manifest.h"
+#include "tests/fuzz/fuzz_keys.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,23 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fixed keys, so a run is reproducible; set up on the first input. */
-static struct ef_keypair release_key, other_key;
-static bool keys_ready;
-
-static void keys_init(void)
-{
-    unsigned char seed[crypto_sign_SEEDBYTES];
-    if (keys_ready)
-        return;
-    if (ef_crypto_init() != 0)
-        abort();
-    memset(seed, 0x52, sizeof(seed)); /* 'R'elease */
-    crypto_sign_seed_keypair(release_key.pk, release_key.sk, seed);
-    memset(seed, 0x4f, sizeof(seed)); /* 'O'ther */
-    crypto_sign_seed_keypair(other_key.pk, other_key.sk, seed);
-    keys_ready = true;
-}
+/* signer is the release key; set on each input. */
+static const struct fuzz_keys *keys;
 
 /* Checks an accepted manifest against its own invariants. */
 static void check_accepted(const struct ef_manifest *m)
@@ -81,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *bytes = (const char *)data;
     struct ef_manifest *m = NULL, *verified = NULL, *forged = NULL;
     char msg[256], sig[EF_SIG_B64_SIZE];
-    keys_init();
+    keys = fuzz_keys('R');
 
     int rc = ef_manifest_parse(bytes, size, &m, msg, sizeof(msg));
     if ((rc == 0) != (m != NULL))
@@ -89,13 +75,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0)
         check_accepted(m);
 
-    ef_sign_b64(release_key.sk, bytes, size, sig);
-    if (ef_manifest_verify_parse(bytes, size, sig, release_key.pk, &verified, msg, sizeof(msg)) !=
+    ef_sign_b64(keys->signer.sk, bytes, size, sig);
+    if (ef_manifest_verify_parse(bytes, size, sig, keys->signer.pk, &verified, msg, sizeof(msg)) !=
         rc)
         abort();
 
-    ef_sign_b64(other_key.sk, bytes, size, sig);
-    if (ef_manifest_verify_parse(bytes, size, sig, release_key.pk, &forged, msg, sizeof(msg)) !=
+    ef_sign_b64(keys->other.sk, bytes, size, sig);
+    if (ef_manifest_verify_parse(bytes, size, sig, keys->signer.pk, &forged, msg, sizeof(msg)) !=
             EF_EBADSIG ||
         forged)
         abort();

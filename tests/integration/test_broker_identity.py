@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -195,10 +196,12 @@ def dsbroker(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dsserver(dsbroker, tmp_path_factory):
     srv = conftest._start_server(tmp_path_factory.mktemp("server"), dsbroker)
-    ef.wait_until(lambda: log_events(srv, "dynsec_managed"), 10,
-                  what="the server finds the dynamic-security plugin")
-    yield srv
-    conftest._stop_server(srv)
+    try:
+        ef.wait_until(lambda: log_events(srv, "dynsec_managed"), 10,
+                      what="the server finds the dynamic-security plugin")
+        yield srv
+    finally:
+        conftest._stop_server(srv)
 
 
 @pytest.fixture(scope="module")
@@ -448,12 +451,9 @@ def test_a_server_client_without_rights_on_the_plugin_runs_unmanaged(dsbroker, t
         {"command": "deleteClient", "username": "bi-weak-server"},
         {"command": "createClient", "username": "bi-weak-server", "password": password})
     assert "error" not in answers[1], answers
-
-    class WeakBroker:
-        port = dsbroker.port
-        url = f"mqtt://bi-weak-server:{password}@{ef.HOST}:{dsbroker.port}"
-
-    srv = conftest._start_server(tmp_path_factory.mktemp("server"), WeakBroker())
+    weak = SimpleNamespace(port=dsbroker.port,
+                           url=f"mqtt://bi-weak-server:{password}@{ef.HOST}:{dsbroker.port}")
+    srv = conftest._start_server(tmp_path_factory.mktemp("server"), weak)
     try:
         ef.wait_until(lambda: log_events(srv, "dynsec_unavailable"), 10,
                       what="dynsec_unavailable logged")
@@ -482,11 +482,8 @@ def test_quickstart_broker_confines_devices_and_serves_the_server(tmp_path_facto
     lines = p.stdout.split()
     broker_pid = int(lines[0]) if lines else None
     broker_dir = data_dir / "mosquitto"
-
-    class QuickstartBroker:
-        log_path = broker_dir / "mosquitto.log"
-
-    conftest._LIVE_BROKERS.append(QuickstartBroker)
+    broker = SimpleNamespace(port=port, log_path=broker_dir / "mosquitto.log", url=None)
+    conftest._LIVE_BROKERS.append(broker)
     srv = None
     try:
         assert p.returncode == 0 and len(lines) == 2, f"{p.stdout}\n{p.stderr}"
@@ -498,17 +495,13 @@ def test_quickstart_broker_confines_devices_and_serves_the_server(tmp_path_facto
         conf = (broker_dir / "mosquitto.conf").read_text()
         assert "allow_anonymous false" in conf and "mosquitto_dynamic_security.so" in conf
         assert "@" not in conf
-
-        class Broker:
-            url = f"mqtt://edgefleet-server:{server_password}@{ef.HOST}:{port}"
-
-        Broker.port = port
-        srv = conftest._start_server(tmp_path_factory.mktemp("server"), Broker())
+        broker.url = f"mqtt://edgefleet-server:{server_password}@{ef.HOST}:{port}"
+        srv = conftest._start_server(tmp_path_factory.mktemp("server"), broker)
         ef.wait_until(lambda: log_events(srv, "dynsec_managed"), 10, what="managed")
         assert not log_events(srv, "dynsec_permissive_default")
         assert connack(port, None, None) == 5
         creds = srv.enroll("qs-dev")["mqtt"]
-        dev = device(Broker, creds, "qs-dev")
+        dev = device(broker, creds, "qs-dev")
         try:
             assert dev.subscribe("#") == REFUSED
             assert dev.subscribe(topic("qs-dev", "desired")) == 1
@@ -527,7 +520,7 @@ def test_quickstart_broker_confines_devices_and_serves_the_server(tmp_path_facto
     finally:
         if srv is not None:
             conftest._stop_server(srv)
-        conftest._LIVE_BROKERS.remove(QuickstartBroker)
+        conftest._LIVE_BROKERS.remove(broker)
         if broker_pid:
             os.kill(broker_pid, 15)
             ef.wait_until(lambda: not Path(f"/proc/{broker_pid}").exists() or

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "fann_fixture.h"
+#include "fann_backends_fixture.h"
 
 /* libfann 2.2.0 does not free the error message it formats when a file
  * fails to parse (fann_error's 128-byte buffer); a libfann leak, not ours,
@@ -24,32 +24,9 @@ const char *__lsan_default_suppressions(void)
     return "leak:fann_error\n";
 }
 
-struct fx {
-    struct fann_fixture *net; /* trained once for the whole file */
-    struct backends *b;       /* both modules from $EF_BACKEND_DIR */
-};
-
 static int group_setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    if (!f || !(f->net = fixture_train(11)) ||
-        backends_open(getenv("EF_BACKEND_DIR"), &f->b) != 0) {
-        if (f)
-            fixture_free(f->net);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fx *f = *state;
-    backends_close(f->b);
-    fixture_free(f->net);
-    free(f);
-    return 0;
+    return fann_backends_setup(state, 11);
 }
 
 /* Copies src to dst (a module copied is a different file to dlopen). */
@@ -95,7 +72,7 @@ static void default_dir_follows_the_environment(void **state)
 
 static void both_modules_load_with_their_names(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     const struct backend_api *fl = backends_get(f->b, "fann");
     const struct backend_api *fx = backends_get(f->b, "fann-fixed");
     assert_non_null(fl);
@@ -112,7 +89,7 @@ static void both_modules_load_with_their_names(void **state)
 
 static void a_directory_without_modules_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     struct backends *b = (struct backends *)&b;
     char dir[160];
     snprintf(dir, sizeof(dir), "%s/empty", f->net->dir);
@@ -132,7 +109,7 @@ static void a_directory_without_modules_is_refused(void **state)
  * refused for the name it was found under. */
 static void a_module_under_the_wrong_name_is_skipped(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     struct backends *b = NULL;
     char dir[160], src[4096], dst[200];
     snprintf(dir, sizeof(dir), "%s/renamed", f->net->dir);
@@ -152,7 +129,7 @@ static void a_module_under_the_wrong_name_is_skipped(void **state)
 /* The float module computes exactly what FANN computed in the trainer. */
 static void float_outputs_equal_fann(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     const struct backend_api *api = backends_get(f->b, "fann");
     struct backend_model *m = NULL;
     size_t n_in = 0, n_out = 0;
@@ -177,7 +154,7 @@ static void float_outputs_equal_fann(void **state)
  * float one within fixed-point precision. */
 static void float_and_fixed_run_side_by_side(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     const struct backend_api *fl = backends_get(f->b, "fann");
     const struct backend_api *fx = backends_get(f->b, "fann-fixed");
     struct backend_model *mf = NULL, *mx = NULL;
@@ -207,7 +184,7 @@ static void float_and_fixed_run_side_by_side(void **state)
 
 static void a_network_of_the_other_kind_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     const struct backend_api *fl = backends_get(f->b, "fann");
     const struct backend_api *fx = backends_get(f->b, "fann-fixed");
     struct backend_model *m = (struct backend_model *)&m;
@@ -222,7 +199,7 @@ static void a_network_of_the_other_kind_is_refused(void **state)
 
 static void unreadable_and_malformed_files_are_refused(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     const struct backend_api *fl = backends_get(f->b, "fann");
     const struct backend_api *fx = backends_get(f->b, "fann-fixed");
     struct backend_model *m = NULL;
@@ -247,7 +224,7 @@ static void unreadable_and_malformed_files_are_refused(void **state)
  * far longer than that must fail cleanly (AddressSanitizer watches). */
 static void a_truncated_network_under_a_long_path_fails_cleanly(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     const struct backend_api *apis[] = {backends_get(f->b, "fann"),
                                         backends_get(f->b, "fann-fixed")};
     const char *sources[] = {f->net->float_net, f->net->fixed_net};
@@ -271,7 +248,7 @@ static void a_truncated_network_under_a_long_path_fails_cleanly(void **state)
 
 static void run_checks_counts_and_domain(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     const struct backend_api *fl = backends_get(f->b, "fann");
     const struct backend_api *fx = backends_get(f->b, "fann-fixed");
     struct backend_model *mf = NULL, *mx = NULL;
@@ -314,5 +291,5 @@ int main(void)
         cmocka_unit_test(a_truncated_network_under_a_long_path_fails_cleanly),
         cmocka_unit_test(run_checks_counts_and_domain),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, fann_backends_teardown);
 }

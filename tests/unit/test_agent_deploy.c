@@ -9,7 +9,7 @@
  * cover them. Here the agent has no HTTP client (downloads wait and retry)
  * and no backends (every manifest is refused for its backend).
  */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "agent/agent.h"
 #include "agent/deploy.h"
 #include "agent/state.h"
@@ -21,7 +21,6 @@
 #include "common/json_util.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +32,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tmpdir_fixture.h"
 
 #define SHA_A       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define SHA_B       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -53,7 +54,7 @@ struct fixture {
     struct ef_keypair server;  /* signs assignments */
     struct ef_keypair release; /* signs manifests */
     struct ef_keypair other;   /* signs what must be refused */
-    char dir[64];
+    char dir[TMPDIR_SIZE];
     struct deploy *d;
     struct report_seen reports[MAX_REPORTS];
     int n_reports;
@@ -75,14 +76,6 @@ void agent_report(struct agent *a, const char *slot, const char *model, int64_t 
     snprintf(r->reason, sizeof(r->reason), "%s", reason ? reason : "");
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -90,8 +83,7 @@ static int setup(void **state)
         free(f);
         return -1;
     }
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_agent_deploy_XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (tmpdir_make(f->dir, "agent_deploy") != 0) {
         free(f);
         return -1;
     }
@@ -127,7 +119,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     close_deploy(f);
     int rc = uv_loop_close(&f->a.loop);
-    if (nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
+    if (tmpdir_remove(f->dir) != 0)
         rc = -1;
     free(f);
     return rc;

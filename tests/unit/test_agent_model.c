@@ -11,35 +11,13 @@
 
 #include <cmocka.h>
 
-#include "fann_fixture.h"
+#include "fann_backends_fixture.h"
 
 #define FLOAT_TOL 1e-6
 
-struct fx {
-    struct fann_fixture *net; /* trained once for the whole file */
-    struct backends *b;       /* both modules */
-};
-
 static int group_setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    if (!f || !(f->net = fixture_train(5)) || backends_open(getenv("EF_BACKEND_DIR"), &f->b) != 0) {
-        if (f)
-            fixture_free(f->net);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fx *f = *state;
-    backends_close(f->b);
-    fixture_free(f->net);
-    free(f);
-    return 0;
+    return fann_backends_setup(state, 5);
 }
 
 static struct model *load_ok(const struct backends *b, struct ef_manifest *mf, const char *path)
@@ -55,7 +33,7 @@ static struct model *load_ok(const struct backends *b, struct ef_manifest *mf, c
 
 static void a_float_model_loads_and_runs_as_fann_does(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     struct ef_manifest *mf =
         fixture_manifest(f->net, f->net->float_net, "fann", FIXTURE_INPUTS, 3, FLOAT_TOL);
     struct model *m = load_ok(f->b, mf, f->net->float_net);
@@ -87,7 +65,7 @@ static void a_float_model_loads_and_runs_as_fann_does(void **state)
 
 static void self_test_passes_with_the_right_vectors(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     char err[256] = "";
     struct ef_manifest *mf = fixture_manifest(f->net, f->net->float_net, "fann", FIXTURE_INPUTS,
                                               FIXTURE_VECTORS, FLOAT_TOL);
@@ -111,7 +89,7 @@ static void self_test_passes_with_the_right_vectors(void **state)
  * naming the vector and the output. */
 static void self_test_fails_with_a_perturbed_vector(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     char err[256] = "";
     struct ef_manifest *mf = fixture_manifest(f->net, f->net->float_net, "fann", FIXTURE_INPUTS,
                                               FIXTURE_VECTORS, FLOAT_TOL);
@@ -132,7 +110,7 @@ static void self_test_fails_with_a_perturbed_vector(void **state)
 
 static void self_test_needs_vectors(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     char err[256] = "";
     struct ef_manifest *mf =
         fixture_manifest(f->net, f->net->float_net, "fann", FIXTURE_INPUTS, 0, FLOAT_TOL);
@@ -145,7 +123,7 @@ static void self_test_needs_vectors(void **state)
 
 static void a_missing_backend_is_unsupported(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     struct backends *only_float = NULL;
     struct model *m = (struct model *)&m;
     char dir[160], target[4096], link[200], err[256] = "";
@@ -167,7 +145,7 @@ static void a_missing_backend_is_unsupported(void **state)
 
 static void sizes_and_kinds_must_match_the_manifest(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     struct model *m = NULL;
     char err[256] = "";
     /* The manifest claims 20 inputs for a 21-input network. */
@@ -194,7 +172,7 @@ static void sizes_and_kinds_must_match_the_manifest(void **state)
  * is gone, and lives until its last reference is dropped. */
 static void references_keep_the_model_and_its_manifest(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     char err[256] = "";
     struct ef_manifest *mf =
         fixture_manifest(f->net, f->net->float_net, "fann", FIXTURE_INPUTS, 2, FLOAT_TOL);
@@ -212,7 +190,7 @@ static void references_keep_the_model_and_its_manifest(void **state)
 
 static void argmax_and_labels(void **state)
 {
-    struct fx *f = *state;
+    struct fann_backends *f = *state;
     struct ef_manifest *mf =
         fixture_manifest(f->net, f->net->float_net, "fann", FIXTURE_INPUTS, 0, FLOAT_TOL);
     struct model *m = load_ok(f->b, mf, f->net->float_net);
@@ -251,5 +229,5 @@ int main(void)
         cmocka_unit_test(references_keep_the_model_and_its_manifest),
         cmocka_unit_test(argmax_and_labels),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, fann_backends_teardown);
 }

@@ -257,7 +257,9 @@ static void on_state(void *ctx, bool connected)
 static struct mqtt_link *start_link(struct fixture *f, int i, const char *client_id,
                                     const char *will_topic, const char *will_payload)
 {
-    struct mqtt_link_opts o = {.host = "127.0.0.1",
+    /* A name, not an address: the lookup, and the address rotation where
+     * localhost is ::1 first (the broker listens on 127.0.0.1 only). */
+    struct mqtt_link_opts o = {.host = "localhost",
                                .port = f->broker.port,
                                .client_id = client_id,
                                .will_topic = will_topic,

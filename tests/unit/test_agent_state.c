@@ -1,11 +1,10 @@
 /* test_agent_state.c - DATA_DIR/state.json: round trip, atomic save, strict parse, corrupt file. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "agent/state.h"
 #include "common/ef_error.h"
 #include "common/fsutil.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,42 +17,35 @@
 
 #include <cmocka.h>
 
+#include "tmpdir_fixture.h"
+
 #define SHA_A "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define SHA_B "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 /* Per-test state: a fresh temporary directory and the state file's path in it. */
 struct fixture {
-    char dir[64];
-    char *path;
+    char dir[TMPDIR_SIZE];
+    char path[TMPDIR_SIZE + 16]; /* dir/state.json */
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_agent_state_XXXXXX");
-    if (!mkdtemp(f->dir) || !(f->path = ef_path_join(f->dir, "state.json"))) {
+    int rc = f ? tmpdir_make(f->dir, "agent_state") : -1;
+    if (rc == 0) {
+        snprintf(f->path, sizeof(f->path), "%s/state.json", f->dir);
+    } else {
         free(f);
-        return -1;
+        f = NULL;
     }
     *state = f;
-    return 0;
+    return rc;
 }
 
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    int rc = nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(f->path);
+    int rc = tmpdir_remove(f->dir);
     free(f);
     return rc;
 }

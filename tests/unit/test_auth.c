@@ -1,4 +1,5 @@
 /* test_auth.c - unit tests of server/auth.c: bearer tokens to principals. */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/auth.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
@@ -14,38 +15,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-struct fixture {
-    char dir[64];
-    char path[96];
-    struct db *db;
-};
+#include "db_fixture.h"
 
-static int setup(void **state)
+/* Starts libsodium, for the tokens the tests make. */
+static int group_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef-test-auth-XXXXXX");
-    if (!f || !mkdtemp(f->dir) || ef_crypto_init() != 0)
-        return -1;
-    snprintf(f->path, sizeof(f->path), "%s/edgefleet.db", f->dir);
-    if (db_open(f->path, &f->db) != 0 || db_migrate(f->db, NULL, NULL) != 0)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    char path[128];
-    db_close(f->db);
-    const char *suffixes[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s%s", f->path, suffixes[i]);
-        unlink(path);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
+    (void)state;
+    return ef_crypto_init() == 0 ? 0 : -1;
 }
 
 /* Makes a token of the given prefix and returns its "Bearer ..." header. */
@@ -59,7 +35,7 @@ static void make_token(const char *prefix, char token[EF_TOKEN_SIZE], char hash[
 
 static void test_no_header_is_anonymous(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct principal who;
     assert_int_equal(auth_authenticate(f->db, NULL, NULL, &who), 0);
     assert_int_equal(who.kind, PRINCIPAL_ANONYMOUS);
@@ -67,7 +43,7 @@ static void test_no_header_is_anonymous(void **state)
 
 static void test_api_token_gives_its_role(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char token[EF_TOKEN_SIZE], hash[EF_HEX256_SIZE], header[96];
     struct principal who;
     int64_t id = 0;
@@ -82,7 +58,7 @@ static void test_api_token_gives_its_role(void **state)
 
 static void test_revoked_token_is_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char token[EF_TOKEN_SIZE], hash[EF_HEX256_SIZE], header[96];
     struct principal who;
     int64_t admin = 0, id = 0;
@@ -98,7 +74,7 @@ static void test_revoked_token_is_refused(void **state)
 
 static void test_unknown_and_malformed_tokens_are_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct principal who;
     assert_int_equal(auth_authenticate(f->db, NULL, "Bearer efa_doesnotexist000", &who), EF_EAUTH);
     assert_int_equal(auth_authenticate(f->db, NULL, "Basic dXNlcjpwYXNz", &who), EF_EAUTH);
@@ -109,7 +85,7 @@ static void test_unknown_and_malformed_tokens_are_refused(void **state)
 
 static void test_api_hash_under_device_prefix_is_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char token[EF_TOKEN_SIZE], hash[EF_HEX256_SIZE], header[96];
     struct principal who;
     make_token(AUTH_PREFIX_API, token, hash, header, sizeof(header));
@@ -121,7 +97,7 @@ static void test_api_hash_under_device_prefix_is_refused(void **state)
 
 static void test_device_token_names_its_device(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char token[EF_TOKEN_SIZE], hash[EF_HEX256_SIZE], header[96];
     struct principal who;
     make_token(AUTH_PREFIX_DEVICE, token, hash, header, sizeof(header));
@@ -133,7 +109,7 @@ static void test_device_token_names_its_device(void **state)
 
 static void test_expired_enroll_token_is_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char token[EF_TOKEN_SIZE], hash[EF_HEX256_SIZE], header[96];
     struct principal who;
     make_token(AUTH_PREFIX_ENROLL, token, hash, header, sizeof(header));
@@ -167,17 +143,15 @@ static void test_role_names_round_trip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_no_header_is_anonymous, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_api_token_gives_its_role, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_revoked_token_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_and_malformed_tokens_are_refused, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_api_hash_under_device_prefix_is_refused, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_device_token_names_its_device, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_expired_enroll_token_is_refused, setup, teardown),
+        DB_TEST(test_no_header_is_anonymous),
+        DB_TEST(test_api_token_gives_its_role),
+        DB_TEST(test_revoked_token_is_refused),
+        DB_TEST(test_unknown_and_malformed_tokens_are_refused),
+        DB_TEST(test_api_hash_under_device_prefix_is_refused),
+        DB_TEST(test_device_token_names_its_device),
+        DB_TEST(test_expired_enroll_token_is_refused),
         cmocka_unit_test(test_describe_names_the_caller),
         cmocka_unit_test(test_role_names_round_trip),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, NULL);
 }

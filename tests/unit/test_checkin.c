@@ -1,4 +1,5 @@
 /* test_checkin.c - unit tests of server/checkin.c, the device check-in cache. */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/checkin.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
@@ -13,46 +14,14 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-struct fixture {
-    char dir[64];
-    char path[96];
-    struct db *db;
-};
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef-test-checkin-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    snprintf(f->path, sizeof(f->path), "%s/edgefleet.db", f->dir);
-    if (db_open(f->path, &f->db) != 0 || db_migrate(f->db, NULL, NULL) != 0)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    char path[128];
-    const char *suffixes[] = {"", "-wal", "-shm"};
-    db_close(f->db);
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s%s", f->path, suffixes[i]);
-        unlink(path);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
+#include "db_fixture.h"
 
 static const char hash_a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 static const char hash_b[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 static void test_open_loads_active_devices(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct checkin *c = NULL;
     char id[EF_DEVICE_ID_MAX + 1];
     int64_t seq = -1;
@@ -70,7 +39,7 @@ static void test_open_loads_active_devices(void **state)
 
 static void test_seq_only_moves_forward(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct checkin *c = NULL;
     int64_t seq = 0;
     assert_int_equal(checkin_open(f->db, &c), 0);
@@ -86,7 +55,7 @@ static void test_seq_only_moves_forward(void **state)
 
 static void test_remove_stops_the_token_at_once(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct checkin *c = NULL;
     char id[EF_DEVICE_ID_MAX + 1];
     assert_int_equal(checkin_open(f->db, &c), 0);
@@ -98,7 +67,7 @@ static void test_remove_stops_the_token_at_once(void **state)
 
 static void test_reenrolment_replaces_the_old_token(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct checkin *c = NULL;
     char id[EF_DEVICE_ID_MAX + 1];
     int64_t seq = -1;
@@ -116,10 +85,10 @@ static void test_reenrolment_replaces_the_old_token(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_open_loads_active_devices, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seq_only_moves_forward, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_remove_stops_the_token_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reenrolment_replaces_the_old_token, setup, teardown),
+        DB_TEST(test_open_loads_active_devices),
+        DB_TEST(test_seq_only_moves_forward),
+        DB_TEST(test_remove_stops_the_token_at_once),
+        DB_TEST(test_reenrolment_replaces_the_old_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,9 @@
 /* test_crypto.c - signatures, key files, hashes, tokens and secret comparison. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "common/crypto.h"
 #include "common/ef_error.h"
 #include "common/fsutil.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,27 +16,20 @@
 
 #include <cmocka.h>
 
+#include "tmpdir_fixture.h"
+
 /* Per-test state: a fresh temporary directory and a key pair. */
 struct fixture {
-    char dir[64];
+    char dir[TMPDIR_SIZE];
     struct ef_keypair kp;
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_crypto_XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (tmpdir_make(f->dir, "crypto") != 0) {
         free(f);
         return -1;
     }
@@ -49,16 +41,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    int rc = nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    int rc = tmpdir_remove(f->dir);
     free(f);
     return rc;
-}
-
-static char *path_in(const struct fixture *f, const char *name)
-{
-    char *p = ef_path_join(f->dir, name);
-    assert_non_null(p);
-    return p;
 }
 
 static void hex_to_bin(const char *hex, unsigned char *out, size_t n)
@@ -251,7 +236,7 @@ static void base64_round_trips_and_rejects_garbage(void **state)
 static void saved_key_has_mode_0600(void **state)
 {
     struct fixture *f = *state;
-    char *path = path_in(f, "server.key");
+    char *path = tmpdir_path(f->dir, "server.key");
     struct stat st;
     assert_int_equal(ef_keypair_save(&f->kp, path), 0);
     assert_int_equal(stat(path, &st), 0);
@@ -262,7 +247,7 @@ static void saved_key_has_mode_0600(void **state)
 static void save_refuses_to_overwrite_a_key(void **state)
 {
     struct fixture *f = *state;
-    char *path = path_in(f, "server.key");
+    char *path = tmpdir_path(f->dir, "server.key");
     char *before = NULL, *after = NULL;
     size_t before_len = 0, after_len = 0;
     struct ef_keypair other;
@@ -281,7 +266,7 @@ static void save_refuses_to_overwrite_a_key(void **state)
 static void load_round_trips_a_saved_key(void **state)
 {
     struct fixture *f = *state;
-    char *path = path_in(f, "release.key");
+    char *path = tmpdir_path(f->dir, "release.key");
     struct ef_keypair loaded;
     memset(&loaded, 0, sizeof(loaded));
     assert_int_equal(ef_keypair_save(&f->kp, path), 0);
@@ -298,7 +283,7 @@ static void load_round_trips_a_saved_key(void **state)
 static void load_refuses_a_key_readable_by_others(void **state)
 {
     struct fixture *f = *state;
-    char *path = path_in(f, "release.key");
+    char *path = tmpdir_path(f->dir, "release.key");
     struct ef_keypair loaded;
     assert_int_equal(ef_keypair_save(&f->kp, path), 0);
     assert_int_equal(chmod(path, 0644), 0);
@@ -313,7 +298,7 @@ static void load_refuses_a_key_readable_by_others(void **state)
 static void load_of_missing_key_is_not_found(void **state)
 {
     struct fixture *f = *state;
-    char *path = path_in(f, "absent.key");
+    char *path = tmpdir_path(f->dir, "absent.key");
     struct ef_keypair loaded;
     assert_int_equal(ef_keypair_load(&loaded, path), EF_ENOENT);
     free(path);
@@ -322,7 +307,7 @@ static void load_of_missing_key_is_not_found(void **state)
 static void load_of_malformed_key_is_a_parse_error(void **state)
 {
     struct fixture *f = *state;
-    char *path = path_in(f, "bad.key");
+    char *path = tmpdir_path(f->dir, "bad.key");
     struct ef_keypair loaded;
     /* Right mode, wrong content: not base64, then base64 of too few bytes. */
     assert_int_equal(ef_atomic_write(path, "not a key\n", 10, 0600), 0);
@@ -380,7 +365,7 @@ static void streaming_sha256_equals_one_shot(void **state)
 static void file_sha256_equals_buffer_sha256(void **state)
 {
     struct fixture *f = *state;
-    char *path = path_in(f, "artifact.bin");
+    char *path = tmpdir_path(f->dir, "artifact.bin");
     char hex[EF_HEX256_SIZE];
     assert_int_equal(ef_atomic_write(path, "abc", 3, 0644), 0);
     assert_int_equal(ef_sha256_file_hex(path, hex), 0);
@@ -400,7 +385,7 @@ static void file_sha256_equals_buffer_sha256(void **state)
 static void file_sha256_of_missing_file_is_not_found(void **state)
 {
     struct fixture *f = *state;
-    char *path = path_in(f, "nothing.bin");
+    char *path = tmpdir_path(f->dir, "nothing.bin");
     char hex[EF_HEX256_SIZE];
     assert_int_equal(ef_sha256_file_hex(path, hex), EF_ENOENT);
     free(path);

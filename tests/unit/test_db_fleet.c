@@ -2,13 +2,12 @@
  * token lookups and revocation, enrollment token expiry and uses, enrollment
  * and decommissioning, ring membership through the device_rings view,
  * reported state and the stored desired envelope. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/db.h"
 #include "server/db_fleet.h"
 #include "server/db_registry.h"
 #include "common/ef_error.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "db_fixture.h"
+
 #define HASH(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
 #define HASH_A  HASH("aa")
 #define HASH_B  HASH("bb")
@@ -26,40 +27,6 @@
 #define HASH_D  HASH("dd")
 #define SHA     HASH("ee")
 #define NOW     1763805600000LL /* 2025-11-22T10:00:00.000Z */
-
-struct fixture {
-    char dir[64]; /* mkdtemp directory holding the database */
-    struct db *db;
-};
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof(*f));
-    char path[128];
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_db_fleet.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(path, sizeof(path), "%s/edgefleet.db", f->dir);
-    assert_int_equal(db_open(path, &f->db), 0);
-    assert_int_equal(db_migrate(f->db, NULL, NULL), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    db_close(f->db);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
 
 /* Enrolls device id with tags given as JSON text (NULL: none). */
 static int enroll(struct db *db, const char *id, const char *token_hash, const char *tags)
@@ -94,7 +61,7 @@ static void two_versions(struct db *db, int64_t ids[2])
 
 static void api_tokens_create_find_revoke(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t admin = 0, viewer = 0, found = 0, admin2 = 0;
     char role[16], name[64];
     json_t *list = NULL;
@@ -138,7 +105,7 @@ static void api_tokens_create_find_revoke(void **state)
 
 static void long_token_names_are_cut_between_characters(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char long_name[129] = "", role[16], name[64];
     int64_t id = 0;
     for (int i = 0; i < 40; i++)
@@ -153,7 +120,7 @@ static void long_token_names_are_cut_between_characters(void **state)
 
 static void enroll_tokens_expire_and_run_out(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t id = 0, found = 0, other = 0;
     char class[DB_CLASS_SIZE];
     assert_int_equal(db_enroll_token_create(f->db, HASH_A, "rpi4", 2, NOW + 1000, NOW, &id), 0);
@@ -183,7 +150,7 @@ static void enroll_tokens_expire_and_run_out(void **state)
 
 static void device_create_get_and_duplicate(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char id[65];
     json_t *d = NULL, *bad = json_pack("{s:i}", "site", 3);
     assert_int_equal(enroll(f->db, "cam-1", HASH_A, "{\"site\":\"lab\"}"), 0);
@@ -223,7 +190,7 @@ static void device_create_get_and_duplicate(void **state)
 
 static void decommission_keeps_seq_for_reenrollment(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t ids[2], seq = -1;
     char id[65], *env = NULL;
     size_t len = 0;
@@ -256,7 +223,7 @@ static void decommission_keeps_seq_for_reenrollment(void **state)
 
 static void ring_membership_by_selector(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char buf[65];
     int64_t early = 0, pos = 0;
     json_t *sel = json_pack("{s:s}", "site", "lab"), *rings = NULL, *ids = NULL, *list = NULL;
@@ -342,9 +309,24 @@ static void ring_membership_by_selector(void **state)
     json_decref(sel);
 }
 
+/* cam-1's production slot, as db_device_get shows it, must be in want_state
+ * with want_reason (NULL: none). */
+static void expect_production(struct db *db, const char *want_state, const char *want_reason)
+{
+    json_t *d = NULL;
+    assert_int_equal(db_device_get(db, "cam-1", &d), 0);
+    json_t *slot = json_object_get(json_object_get(d, "slots"), "production");
+    assert_string_equal(json_string_value(json_object_get(slot, "state")), want_state);
+    if (want_reason)
+        assert_string_equal(json_string_value(json_object_get(slot, "reason")), want_reason);
+    else
+        assert_true(json_is_null(json_object_get(slot, "reason")));
+    json_decref(d);
+}
+
 static void report_moves_slot_only_for_wanted_version(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t ids[2];
     bool yes = false;
     json_t *d = NULL, *slot, *rep;
@@ -360,11 +342,11 @@ static void report_moves_slot_only_for_wanted_version(void **state)
     /* News about the old version is recorded but does not finish the new. */
     assert_int_equal(
         db_device_report(f->db, "cam-1", "production", "m", 1, "committed", NULL, NOW + 1), 0);
+    expect_production(f->db, "pending", NULL);
     assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
     slot = json_object_get(json_object_get(d, "slots"), "production");
     assert_string_equal(json_string_value(json_object_get(slot, "name")), "m");
     assert_int_equal(json_integer_value(json_object_get(slot, "version")), 2);
-    assert_string_equal(json_string_value(json_object_get(slot, "state")), "pending");
     rep = json_object_get(json_object_get(d, "reported"), "production");
     assert_int_equal(json_integer_value(json_object_get(rep, "version")), 1);
     assert_string_equal(json_string_value(json_object_get(rep, "state")), "committed");
@@ -374,18 +356,11 @@ static void report_moves_slot_only_for_wanted_version(void **state)
 
     assert_int_equal(
         db_device_report(f->db, "cam-1", "production", "m", 2, "self-test", NULL, NOW + 2), 0);
-    assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
-    slot = json_object_get(json_object_get(d, "slots"), "production");
-    assert_string_equal(json_string_value(json_object_get(slot, "state")), "verifying");
-    json_decref(d);
+    expect_production(f->db, "verifying", NULL);
 
     assert_int_equal(
         db_device_report(f->db, "cam-1", "production", "m", 2, "failed", "oom", NOW + 3), 0);
-    assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
-    slot = json_object_get(json_object_get(d, "slots"), "production");
-    assert_string_equal(json_string_value(json_object_get(slot, "state")), "failed");
-    assert_string_equal(json_string_value(json_object_get(slot, "reason")), "oom");
-    json_decref(d);
+    expect_production(f->db, "failed", "oom");
 
     assert_int_equal(db_device_report(f->db, "cam-1", "tertiary", "m", 2, "failed", NULL, NOW),
                      EF_EINVAL);
@@ -395,16 +370,12 @@ static void report_moves_slot_only_for_wanted_version(void **state)
     /* A new assignment of the slot starts again at pending, reason cleared. */
     assert_int_equal(
         db_device_desired_store(f->db, "cam-1", 2, "{}", EF_SLOT_PRODUCTION, ids[1], NULL, NOW), 0);
-    assert_int_equal(db_device_get(f->db, "cam-1", &d), 0);
-    slot = json_object_get(json_object_get(d, "slots"), "production");
-    assert_string_equal(json_string_value(json_object_get(slot, "state")), "pending");
-    assert_true(json_is_null(json_object_get(slot, "reason")));
-    json_decref(d);
+    expect_production(f->db, "pending", NULL);
 }
 
 static void desired_envelope_and_seq(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t ids[2], seq = -1;
     char *env = NULL;
     size_t len = 0;
@@ -482,15 +453,14 @@ static void tags_rules(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(api_tokens_create_find_revoke, setup, teardown),
-        cmocka_unit_test_setup_teardown(long_token_names_are_cut_between_characters, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(enroll_tokens_expire_and_run_out, setup, teardown),
-        cmocka_unit_test_setup_teardown(device_create_get_and_duplicate, setup, teardown),
-        cmocka_unit_test_setup_teardown(decommission_keeps_seq_for_reenrollment, setup, teardown),
-        cmocka_unit_test_setup_teardown(ring_membership_by_selector, setup, teardown),
-        cmocka_unit_test_setup_teardown(report_moves_slot_only_for_wanted_version, setup, teardown),
-        cmocka_unit_test_setup_teardown(desired_envelope_and_seq, setup, teardown),
+        DB_TEST(api_tokens_create_find_revoke),
+        DB_TEST(long_token_names_are_cut_between_characters),
+        DB_TEST(enroll_tokens_expire_and_run_out),
+        DB_TEST(device_create_get_and_duplicate),
+        DB_TEST(decommission_keeps_seq_for_reenrollment),
+        DB_TEST(ring_membership_by_selector),
+        DB_TEST(report_moves_slot_only_for_wanted_version),
+        DB_TEST(desired_envelope_and_seq),
         cmocka_unit_test(tags_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

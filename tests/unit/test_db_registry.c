@@ -1,11 +1,10 @@
 /* test_db_registry.c - models and versions in a real SQLite database:
  * creation, lookups, strictly increasing versions, exact bytes, rollback. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/db.h"
 #include "server/db_registry.h"
 #include "common/ef_error.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,43 +15,11 @@
 
 #include <cmocka.h>
 
+#include "db_fixture.h"
+
 #define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SHA_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 #define SIG   "c2lnbmF0dXJl"
-
-struct fixture {
-    char dir[64]; /* mkdtemp directory holding the database */
-    struct db *db;
-};
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof(*f));
-    char path[128];
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_db_registry.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(path, sizeof(path), "%s/edgefleet.db", f->dir);
-    assert_int_equal(db_open(path, &f->db), 0);
-    assert_int_equal(db_migrate(f->db, NULL, NULL), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    db_close(f->db);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
 
 /* A small manifest document as stored (only device_class matters here). */
 static void manifest_text(char *buf, size_t size, int64_t version, const char *device_class)
@@ -74,7 +41,7 @@ static int insert(struct db *db, int64_t model_id, int64_t version, const char *
 
 static void model_create_and_get(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t id = 0, found = 0;
     json_t *m = NULL;
     assert_int_equal(db_model_create(f->db, "iris", "flowers", 1234, &id), 0);
@@ -92,7 +59,7 @@ static void model_create_and_get(void **state)
 
 static void model_without_description_has_an_empty_one(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     json_t *m = NULL;
     assert_int_equal(db_model_create(f->db, "thyroid", NULL, 1, NULL), 0);
     assert_int_equal(db_model_get(f->db, "thyroid", &m), 0);
@@ -102,14 +69,14 @@ static void model_without_description_has_an_empty_one(void **state)
 
 static void duplicate_model_is_eexist(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     assert_int_equal(db_model_create(f->db, "iris", "", 1, NULL), 0);
     assert_int_equal(db_model_create(f->db, "iris", "again", 2, NULL), EF_EEXIST);
 }
 
 static void unknown_model_is_enoent(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t id = 0;
     json_t *m = NULL;
     struct db_version v;
@@ -124,7 +91,7 @@ static void unknown_model_is_enoent(void **state)
 
 static void models_list_is_sorted_by_name_with_latest_versions(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t zebra = 0;
     json_t *list = NULL;
     assert_int_equal(db_model_create(f->db, "zebra", "", 1, &zebra), 0);
@@ -143,7 +110,7 @@ static void models_list_is_sorted_by_name_with_latest_versions(void **state)
 
 static void versions_must_strictly_increase(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t model = 0, latest = -1, id1 = 0, id2 = 0;
     assert_int_equal(db_model_create(f->db, "iris", "", 1, &model), 0);
     assert_int_equal(db_version_latest(f->db, model, &latest), 0);
@@ -161,7 +128,7 @@ static void versions_must_strictly_increase(void **state)
 
 static void versions_of_models_are_independent(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t a = 0, b = 0;
     assert_int_equal(db_model_create(f->db, "a", "", 1, &a), 0);
     assert_int_equal(db_model_create(f->db, "b", "", 1, &b), 0);
@@ -171,13 +138,13 @@ static void versions_of_models_are_independent(void **state)
 
 static void version_of_a_missing_model_is_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     assert_int_not_equal(insert(f->db, 4242, 1, SHA_A, NULL), 0);
 }
 
 static void version_get_returns_the_exact_bytes(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t model = 0, id = 0;
     struct db_version v, by_id;
     /* Byte-exact: whitespace and key order are what the signature covers. */
@@ -212,7 +179,7 @@ static void version_get_returns_the_exact_bytes(void **state)
 
 static void versions_list_is_ascending_with_device_class(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t model = 0, empty = 0;
     char manifest[128];
     json_t *list = NULL;
@@ -243,7 +210,7 @@ static void versions_list_is_ascending_with_device_class(void **state)
 
 static void a_failed_transaction_leaves_no_model_and_no_version(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t model = 0, id = 0;
     assert_int_equal(db_tx_begin(f->db), 0);
     assert_int_equal(db_model_create(f->db, "iris", "", 1, &model), 0);
@@ -262,21 +229,17 @@ static void a_failed_transaction_leaves_no_model_and_no_version(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(model_create_and_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(model_without_description_has_an_empty_one, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(duplicate_model_is_eexist, setup, teardown),
-        cmocka_unit_test_setup_teardown(unknown_model_is_enoent, setup, teardown),
-        cmocka_unit_test_setup_teardown(models_list_is_sorted_by_name_with_latest_versions, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(versions_must_strictly_increase, setup, teardown),
-        cmocka_unit_test_setup_teardown(versions_of_models_are_independent, setup, teardown),
-        cmocka_unit_test_setup_teardown(version_of_a_missing_model_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(version_get_returns_the_exact_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(versions_list_is_ascending_with_device_class, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(a_failed_transaction_leaves_no_model_and_no_version, setup,
-                                        teardown),
+        DB_TEST(model_create_and_get),
+        DB_TEST(model_without_description_has_an_empty_one),
+        DB_TEST(duplicate_model_is_eexist),
+        DB_TEST(unknown_model_is_enoent),
+        DB_TEST(models_list_is_sorted_by_name_with_latest_versions),
+        DB_TEST(versions_must_strictly_increase),
+        DB_TEST(versions_of_models_are_independent),
+        DB_TEST(version_of_a_missing_model_is_refused),
+        DB_TEST(version_get_returns_the_exact_bytes),
+        DB_TEST(versions_list_is_ascending_with_device_class),
+        DB_TEST(a_failed_transaction_leaves_no_model_and_no_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,9 @@
 /* test_fsutil.c - atomic writes, bounded reads and directory creation. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "common/ef_error.h"
 #include "common/fsutil.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,47 +16,7 @@
 
 #include <cmocka.h>
 
-/* Per-test state: a fresh temporary directory, removed with its content. */
-struct fixture {
-    char dir[64];
-};
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_fsutil_XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    int rc = nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return rc;
-}
-
-static char *path_in(const struct fixture *f, const char *name)
-{
-    char *p = ef_path_join(f->dir, name);
-    assert_non_null(p);
-    return p;
-}
+#include "tmpdir_fixture.h"
 
 /* Number of entries in dir other than . and .. */
 static int entries_in(const char *dir)
@@ -85,8 +44,8 @@ static void read_back(const char *path, const char *want)
 
 static void atomic_write_creates_a_file_with_the_mode(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "state.json");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "state.json");
     struct stat st;
     assert_int_equal(ef_atomic_write(path, "{\"a\":1}", 7, 0640), 0);
     assert_int_equal(stat(path, &st), 0);
@@ -97,8 +56,8 @@ static void atomic_write_creates_a_file_with_the_mode(void **state)
 
 static void atomic_write_replaces_content_and_mode(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "state.json");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "state.json");
     struct stat st;
     assert_int_equal(ef_atomic_write(path, "a much longer first version", 27, 0644), 0);
     assert_int_equal(ef_atomic_write(path, "v2", 2, 0600), 0);
@@ -110,8 +69,8 @@ static void atomic_write_replaces_content_and_mode(void **state)
 
 static void atomic_write_leaves_no_temporary_file(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "only");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "only");
     for (int i = 0; i < 3; i++)
         assert_int_equal(ef_atomic_write(path, "x", 1, 0600), 0);
     assert_int_equal(entries_in(f->dir), 1);
@@ -120,8 +79,8 @@ static void atomic_write_leaves_no_temporary_file(void **state)
 
 static void atomic_write_of_empty_content_makes_an_empty_file(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "empty");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "empty");
     struct stat st;
     assert_int_equal(ef_atomic_write(path, "", 0, 0600), 0);
     assert_int_equal(stat(path, &st), 0);
@@ -131,8 +90,8 @@ static void atomic_write_of_empty_content_makes_an_empty_file(void **state)
 
 static void atomic_write_into_missing_directory_fails_cleanly(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "no/such/dir/file");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "no/such/dir/file");
     assert_int_equal(ef_atomic_write(path, "x", 1, 0600), EF_ENOENT);
     assert_int_equal(entries_in(f->dir), 0);
     free(path);
@@ -140,8 +99,8 @@ static void atomic_write_into_missing_directory_fails_cleanly(void **state)
 
 static void read_file_returns_bytes_length_and_a_nul(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "bin");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "bin");
     const char data[] = {'a', '\0', 'b', '\n'};
     char *text = NULL;
     size_t len = 0;
@@ -156,8 +115,8 @@ static void read_file_returns_bytes_length_and_a_nul(void **state)
 
 static void read_file_over_the_bound_is_too_big(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "hundred");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "hundred");
     char data[100];
     char *text = (char *)1;
     size_t len = 0;
@@ -173,8 +132,8 @@ static void read_file_over_the_bound_is_too_big(void **state)
 
 static void read_file_of_missing_file_is_not_found(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "absent");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "absent");
     char *text = (char *)1;
     assert_int_equal(ef_read_file(path, 100, &text, NULL), EF_ENOENT);
     assert_null(text);
@@ -183,9 +142,9 @@ static void read_file_of_missing_file_is_not_found(void **state)
 
 static void mkdir_p_creates_nested_directories_with_the_mode(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "a/b/c");
-    char *mid = path_in(f, "a/b");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "a/b/c");
+    char *mid = tmpdir_path(f->dir, "a/b");
     struct stat st;
     assert_int_equal(ef_mkdir_p(path, 0750), 0);
     assert_int_equal(stat(path, &st), 0);
@@ -200,8 +159,8 @@ static void mkdir_p_creates_nested_directories_with_the_mode(void **state)
 
 static void mkdir_p_accepts_existing_directories_and_trailing_slashes(void **state)
 {
-    struct fixture *f = *state;
-    char *path = path_in(f, "x/y/");
+    struct tmpdir *f = *state;
+    char *path = tmpdir_path(f->dir, "x/y/");
     assert_int_equal(ef_mkdir_p(path, 0700), 0);
     assert_int_equal(ef_mkdir_p(path, 0700), 0);
     assert_int_equal(ef_mkdir_p(f->dir, 0700), 0);
@@ -211,9 +170,9 @@ static void mkdir_p_accepts_existing_directories_and_trailing_slashes(void **sta
 
 static void mkdir_p_fails_when_a_file_is_in_the_way(void **state)
 {
-    struct fixture *f = *state;
-    char *file = path_in(f, "plain");
-    char *below = path_in(f, "plain/sub");
+    struct tmpdir *f = *state;
+    char *file = tmpdir_path(f->dir, "plain");
+    char *below = tmpdir_path(f->dir, "plain/sub");
     assert_int_equal(ef_atomic_write(file, "x", 1, 0600), 0);
     assert_int_not_equal(ef_mkdir_p(file, 0700), 0);
     assert_int_not_equal(ef_mkdir_p(below, 0700), 0);
@@ -233,8 +192,8 @@ static void mkdir_p_of_empty_path_is_invalid(void **state)
 
 static void fsync_dir_accepts_a_directory_and_reports_a_missing_one(void **state)
 {
-    struct fixture *f = *state;
-    char *missing = path_in(f, "missing");
+    struct tmpdir *f = *state;
+    char *missing = tmpdir_path(f->dir, "missing");
     assert_int_equal(ef_fsync_dir(f->dir), 0);
     assert_int_equal(ef_fsync_dir(missing), EF_ENOENT);
     free(missing);
@@ -248,7 +207,7 @@ static void path_join_puts_one_slash_between(void **state)
     free(p);
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, tmpdir_setup, tmpdir_teardown)
 
 int main(void)
 {

@@ -1,0 +1,29 @@
+/* fuzz_telemetry.c - libFuzzer target for the device telemetry window
+ * parser; whatever it accepts must satisfy the invariants the database and
+ * the rollout gates rely on. */
+#include "server/telemetry_parse.h"
+#include "common/topic.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct telemetry_window w;
+    char msg[160];
+    if (telemetry_parse((const char *)data, size, &w, msg, sizeof(msg)) != 0)
+        return 0;
+    if ((w.model[0] && (!ef_name_valid(w.model) || w.version < 1)) ||
+        (!w.model[0] && w.version != 0) || w.inferences < 0 || w.errors < 0 ||
+        w.errors > w.inferences || w.feedback < 0 || w.rss_bytes < -1 ||
+        !isfinite(w.window_s) || w.window_s < 0 || !isfinite(w.cpu_s) || w.cpu_s < 0 ||
+        (w.has_latency && (w.inferences == 0 || !isfinite(w.p99) || w.p99 < 0)) ||
+        (w.has_accuracy && (w.feedback == 0 || !(w.accuracy >= 0 && w.accuracy <= 1))))
+        abort();
+    return 0;
+}
