@@ -20,10 +20,14 @@ packages+=(
   libcmocka-dev python3-pytest python3-paho-mqtt python3-yaml python3-nacl python3-jsonschema
   clang libclang-rt-14-dev wrk
 )
-# --- Browser tests (web/ dashboard): not yet. ----------------------------
-# When the dashboard and its browser tests land, add here:
-#   packages+=(chromium nodejs npm)
-# -------------------------------------------------------------------------
+# Browser tests (web/ dashboard): Debian's chromium, driven by playwright-core
+# (npm ci at the repository root installs it and uPlot). Node.js and npm come
+# from Debian unless a Node.js with its own npm is already installed (such as
+# NodeSource's nodejs, which bundles npm and conflicts with Debian's npm).
+packages+=(chromium)
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do

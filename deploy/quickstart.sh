@@ -342,9 +342,12 @@ feed_demo_devices() {
   done
 }
 
-# build_release: builds everything in build/ (the tests too: their helper
-# build/test-bin/ef-train-fixture makes a FANN model to push).
+# build_release: installs the dashboard's npm packages and builds everything
+# in build/ (the tests too: their helper build/test-bin/ef-train-fixture makes
+# a FANN model to push).
 build_release() {
+  # The dashboard's uPlot, which the server serves from node_modules/.
+  (cd "$root" && npm ci --no-audit --no-fund >/dev/null) || die "npm ci failed"
   cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DEF_TESTS=ON >/dev/null
   cmake --build "$root/build" -j"$(nproc)"
   bin=$root/build/bin

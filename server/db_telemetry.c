@@ -109,14 +109,15 @@ out:
 /* A window as the API shows it; times are converted to RFC 3339 in C. */
 #define WINDOW_SELECT                                                                              \
     "SELECT t.id AS id, t.device_id AS device, t.received_at AS received_at,"                      \
-    " t.window_start AS window_start, t.window_s AS window_s, t.model AS model,"                    \
+    " t.window_start AS window_start, t.window_s AS window_s, t.model AS model,"                   \
     " t.version AS version, t.inferences AS inferences, t.errors AS errors,"                       \
     " CASE WHEN t.p50 IS NULL THEN NULL ELSE json_object('p50', t.p50, 'p95', t.p95,"              \
     "   'p99', t.p99, 'max', t.max_ms) END AS latency_ms_json,"                                    \
     " t.feedback AS feedback, t.accuracy AS accuracy, t.rss_bytes AS rss_bytes,"                   \
     " t.cpu_s AS cpu_s FROM telemetry_windows t WHERE t.received_at >= ?5"
 /* The optional filters; ?1 model, ?2 version (0: any), ?3 device, ?4 ring name. */
-#define FILTER_MODEL   " AND (?1 IS NULL OR t.model = ?1) AND (?2 = 0 OR t.version = ?2)"
+#define FILTER_VERSION " AND (?2 = 0 OR t.version = ?2)"
+#define FILTER_MODEL   " AND (?1 IS NULL OR t.model = ?1)" FILTER_VERSION
 #define FILTER_DEVICE  " AND (?3 IS NULL OR t.device_id = ?3)"
 #define RING_DEVICES                                                                               \
     "SELECT dr.device_id FROM device_rings dr JOIN rings r ON r.id = dr.ring_id"                   \
@@ -128,16 +129,15 @@ out:
 /* One statement per driving filter, so each can use its own index: a
  * statement whose only constraint on an index is "?x IS NULL OR col = ?x"
  * cannot use it. */
-static const char sql_by_device[] = WINDOW_SELECT " AND t.device_id = ?3" FILTER_MODEL
-    FILTER_RING WINDOW_ORDER;
-static const char sql_by_version[] = WINDOW_SELECT " AND t.model = ?1 AND t.version = ?2"
-    FILTER_DEVICE FILTER_RING WINDOW_ORDER;
-static const char sql_by_model[] = WINDOW_SELECT " AND t.model = ?1" FILTER_DEVICE FILTER_RING
-    " AND (?2 = 0 OR t.version = ?2)" WINDOW_ORDER;
-static const char sql_by_ring[] = WINDOW_SELECT " AND t.device_id IN (" RING_DEVICES ")"
-    FILTER_MODEL FILTER_DEVICE WINDOW_ORDER;
-static const char sql_by_time[] = WINDOW_SELECT FILTER_MODEL FILTER_DEVICE FILTER_RING
-    WINDOW_ORDER;
+static const char sql_by_device[] =
+    WINDOW_SELECT " AND t.device_id = ?3" FILTER_MODEL FILTER_RING WINDOW_ORDER;
+static const char sql_by_version[] =
+    WINDOW_SELECT " AND t.model = ?1 AND t.version = ?2" FILTER_DEVICE FILTER_RING WINDOW_ORDER;
+static const char sql_by_model[] =
+    WINDOW_SELECT " AND t.model = ?1" FILTER_VERSION FILTER_DEVICE FILTER_RING WINDOW_ORDER;
+static const char sql_by_ring[] =
+    WINDOW_SELECT " AND t.device_id IN (" RING_DEVICES ")" FILTER_MODEL FILTER_DEVICE WINDOW_ORDER;
+static const char sql_by_time[] = WINDOW_SELECT FILTER_MODEL FILTER_DEVICE FILTER_RING WINDOW_ORDER;
 
 /* Replaces the Unix-ms integer member key of row by its RFC 3339 text. */
 static void time_member(json_t *row, const char *key)
@@ -179,14 +179,13 @@ int db_telemetry_query(struct db *db, const struct db_telemetry_filter *f, json_
         rc = db_rows_json(db, st, out);
     }
     db_unlock(db);
-    if (rc != 0)
-        return rc;
+    /* On failure *out is NULL and this does nothing. */
     json_array_foreach(*out, i, row)
     {
         time_member(row, "received_at");
         time_member(row, "window_start");
     }
-    return 0;
+    return rc;
 }
 
 int db_telemetry_expire(struct db *db, int64_t before_ms, int max_rows, int64_t *deleted)
@@ -194,17 +193,21 @@ int db_telemetry_expire(struct db *db, int64_t before_ms, int max_rows, int64_t 
     static const char sql[] =
         "DELETE FROM telemetry_windows WHERE id IN (SELECT id FROM telemetry_windows"
         " WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)";
+    sqlite3_stmt *st = NULL;
     int rc = db_tx_begin(db);
     *deleted = 0;
     if (rc != 0)
-        return rc;
-    sqlite3_stmt *st = db_stmt(db, sql);
-    rc = EF_EDB;
-    if (st) {
+        goto out;
+    rc = (st = db_stmt(db, sql)) ? 0 : EF_EDB;
+    if (rc == 0) {
         sqlite3_bind_int64(st, 1, before_ms);
         sqlite3_bind_int(st, 2, max_rows);
         if ((rc = db_exec_stmt(db, st)) == 0)
             *deleted = sqlite3_changes(db->conn);
     }
-    return db_tx_end(db, rc);
+    rc = db_tx_end(db, rc);
+    if (rc != 0)
+        *deleted = 0;
+out:
+    return rc;
 }

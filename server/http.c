@@ -6,6 +6,7 @@
 #include "server/http.h"
 #include "server/db.h"
 #include "server/server.h"
+#include "server/web.h"
 #include "common/clock.h"
 #include "common/ef_error.h"
 #include "common/fsutil.h"
@@ -150,10 +151,41 @@ enum MHD_Result http_reply_ef_error(struct request *req, int ef_code, const char
     return http_reply_error(req, status, code, "%s", message ? message : ef_strerror(ef_code));
 }
 
+/* Parses a single-range "bytes=START-" or "bytes=START-END" header against a
+ * file of size bytes. Returns 1 with [*first, *last] for a satisfiable range,
+ * 0 when the header is absent or not of that form (serve the whole file: RFC
+ * 9110 lets a server ignore Range), -1 when it starts beyond the end (416). */
+static int range_parse(const char *h, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    char *end = NULL;
+    if (!h || strncmp(h, "bytes=", 6) != 0 || h[6] < '0' || h[6] > '9')
+        return 0;
+    unsigned long long a = strtoull(h + 6, &end, 10), b = 0;
+    if (*end != '-')
+        return 0;
+    if (end[1] == '\0') {
+        b = size ? size - 1 : 0;
+    } else {
+        char *stop = NULL;
+        b = strtoull(end + 1, &stop, 10);
+        if (*stop || b < a)
+            return 0;
+        if (b >= size)
+            b = size ? size - 1 : 0;
+    }
+    if (a >= size)
+        return -1;
+    *first = a;
+    *last = b;
+    return 1;
+}
+
 enum MHD_Result http_reply_file(struct request *req, const char *path, const char *content_type,
                                 const char *etag)
 {
     struct stat st;
+    char content_range[96];
+    uint64_t first = 0, last = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
         if (fd >= 0)
@@ -161,11 +193,33 @@ enum MHD_Result http_reply_file(struct request *req, const char *path, const cha
         ef_error("http_file_missing", "path=%s errno=%d", path, errno);
         return http_reply_error(req, 500, "internal", "stored file is missing");
     }
-    /* MHD owns fd from here and closes it with the response. */
-    struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
-    if (!resp)
+    /* Devices resume interrupted downloads with a Range from what they hold. */
+    int range = range_parse(http_header(req, MHD_HTTP_HEADER_RANGE), (uint64_t)st.st_size, &first,
+                            &last);
+    if (range < 0) {
         close(fd);
-    return queue(req, 200, resp, content_type, etag);
+        snprintf(content_range, sizeof(content_range), "bytes */%lld", (long long)st.st_size);
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+        return queue(req, 416, resp, NULL, etag);
+    }
+    /* MHD owns fd from here and closes it with the response. */
+    struct MHD_Response *resp =
+        range > 0 ? MHD_create_response_from_fd_at_offset64(last - first + 1, fd, first)
+                  : MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+    if (!resp) {
+        close(fd);
+    } else {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+        if (range > 0) {
+            snprintf(content_range, sizeof(content_range), "bytes %llu-%llu/%lld",
+                     (unsigned long long)first, (unsigned long long)last, (long long)st.st_size);
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+        }
+    }
+    return queue(req, range > 0 ? 206 : 200, resp, content_type, etag);
 }
 
 enum MHD_Result http_reply_empty(struct request *req, unsigned status, const char *etag)
@@ -512,6 +566,10 @@ static enum MHD_Result request_begin(struct server *srv, struct MHD_Connection *
     *con_cls = req;
 
     req->route = http_route_find(method, url, req->params, req->allow, sizeof(req->allow));
+    /* The dashboard's static files are not API routes: public, no body,
+     * answered by web.c whatever the Authorization header says. */
+    if (!req->route && !req->allow[0] && web_claims(url))
+        return web_serve(req);
     if (!req->route && req->allow[0])
         return http_reply_error(req, 405, "method_not_allowed", "%s takes only %s", url,
                                 req->allow);

@@ -148,7 +148,9 @@ enum MHD_Result http_reply_ef_error(struct request *req, int ef_code, const char
 enum MHD_Result http_reply_bytes(struct request *req, unsigned status, const char *content_type,
                                  const void *data, size_t len, const char *etag);
 
-/* Replies with a file's contents (streamed from its descriptor). */
+/* Replies with a file's contents (streamed from its descriptor), or with the
+ * part a single-range Range header asks for (206 with Content-Range; 416 when
+ * it starts beyond the end). */
 enum MHD_Result http_reply_file(struct request *req, const char *path, const char *content_type,
                                 const char *etag);
 

@@ -11,6 +11,7 @@
 #include "server/server.h"
 #include "server/store.h"
 #include "server/telemetry.h"
+#include "server/web.h"
 #include "common/clock.h"
 #include "common/ef_error.h"
 #include "common/fsutil.h"
@@ -47,7 +48,9 @@ static const char usage[] =
     "  --mqtt URL                  broker, mqtt://[USER@]HOST:PORT (default: run without\n"
     "                              one)\n"
     "  --mqtt-password-file FILE   the broker password of USER, read from FILE\n"
-    "  --web-dir DIR               static dashboard to serve at / (default: none)\n"
+    "  --web-dir DIR               the dashboard served at / (default: " EF_WEB_DIR ")\n"
+    "  --node-modules DIR          npm's node_modules; /vendor/uplot/ serves\n"
+    "                              DIR/" WEB_UPLOT_SUBDIR " (default: " EF_NODE_MODULES ")\n"
     "  --threads N                 HTTP worker threads (default 4)\n"
     "  --max-connections N         concurrent HTTP connections (default 1024)\n"
     "  --timeout SECONDS           idle connection timeout (default 30)\n"
@@ -64,7 +67,6 @@ enum {
     OPT_DATA_DIR = 1,
     OPT_LISTEN,
     OPT_MQTT,
-    OPT_WEB_DIR,
     OPT_THREADS,
     OPT_MAX_CONN,
     OPT_TIMEOUT,
@@ -73,13 +75,14 @@ enum {
     OPT_MQTT_PASSWORD_FILE,
     OPT_TELEMETRY_RETENTION,
     OPT_ROLLOUT_TICK,
+    OPT_WEB_DIR,
+    OPT_NODE_MODULES,
 };
 
 static const struct option long_options[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"mqtt", required_argument, NULL, OPT_MQTT},
-    {"web-dir", required_argument, NULL, OPT_WEB_DIR},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -88,6 +91,8 @@ static const struct option long_options[] = {
     {"mqtt-password-file", required_argument, NULL, OPT_MQTT_PASSWORD_FILE},
     {"telemetry-retention-hours", required_argument, NULL, OPT_TELEMETRY_RETENTION},
     {"rollout-tick-ms", required_argument, NULL, OPT_ROLLOUT_TICK},
+    {"web-dir", required_argument, NULL, OPT_WEB_DIR},
+    {"node-modules", required_argument, NULL, OPT_NODE_MODULES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -130,6 +135,8 @@ static int parse_options(int argc, char **argv, struct server_config *cfg)
     cfg->max_json = 64u << 10;
     cfg->rollout_tick_ms = 1000;
     cfg->telemetry_retention_h = TELEMETRY_RETENTION_H_DEFAULT;
+    cfg->web_dir = EF_WEB_DIR;
+    cfg->node_modules = EF_NODE_MODULES;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
         int rc = 0;
@@ -152,6 +159,10 @@ static int parse_options(int argc, char **argv, struct server_config *cfg)
             break;
         case OPT_WEB_DIR:
             cfg->web_dir = optarg;
+            cfg->web_dir_given = true;
+            break;
+        case OPT_NODE_MODULES:
+            cfg->node_modules = optarg;
             break;
         case OPT_THREADS:
             if ((rc = parse_count(optarg, 256, &v)) == 0)
@@ -390,6 +401,14 @@ static int cmd_serve(struct server *srv)
                 ef_strerror(rc));
         goto out;
     }
+    /* The dashboard is optional where it was not asked for: a server whose
+     * checkout has gone (an installed binary) still serves the API. */
+    rc = web_open(srv->cfg.web_dir, srv->cfg.node_modules, &srv->web);
+    if (rc != 0 && (rc != EF_ENOENT || srv->cfg.web_dir_given)) {
+        fprintf(stderr, "edgefleet-server: cannot serve the dashboard from %s: %s\n",
+                srv->cfg.web_dir, ef_strerror(rc));
+        goto out;
+    }
     if ((rc = http_start(srv, &srv->http)) != 0) {
         fprintf(stderr, "edgefleet-server: cannot listen on %s:%u: %s\n", srv->cfg.listen_host,
                 srv->cfg.listen_port, ef_strerror(rc));
@@ -403,6 +422,7 @@ out:
     /* Stop taking requests first, then the broker client that handlers use,
      * then the stores they write to. */
     http_stop(srv->http);
+    web_close(srv->web);
     rollout_engine_stop(srv->rollouts);
     mqtt_stop(srv->mqtt);
     telemetry_stop(srv->telemetry);

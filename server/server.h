@@ -7,6 +7,7 @@
 #include "common/crypto.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,7 @@ struct http;
 struct checkin;
 struct rollout_engine;
 struct telemetry;
+struct web;
 
 struct server_config {
     const char *data_dir;     /* holds edgefleet.db, keys/, store/, tmp/ */
@@ -24,7 +26,9 @@ struct server_config {
     uint16_t listen_port;     /* TCP port */
     const char *mqtt_url;     /* mqtt://[user@]host:port, or NULL to run without a broker */
     const char *mqtt_password_file; /* the broker password, or NULL */
-    const char *web_dir;      /* static dashboard directory, or NULL */
+    const char *web_dir;      /* the dashboard's files (index.html, assets/) */
+    const char *node_modules; /* npm's node_modules, where uplot/dist is */
+    bool web_dir_given;       /* --web-dir was given: serve fails when it is unusable */
     size_t max_upload;        /* bytes, largest artifact accepted */
     size_t max_json;          /* bytes, largest JSON request body */
     unsigned threads;         /* HTTP worker threads */
@@ -62,6 +66,7 @@ struct server {
     struct http *http;             /* HTTP daemon, owned */
     struct rollout_engine *rollouts; /* rollout engine thread, owned */
     struct telemetry *telemetry;   /* telemetry writer, owned; NULL until started */
+    struct web *web;               /* the dashboard's files, owned; NULL when not installed */
     struct ef_keypair release_key; /* signs manifests */
     struct ef_keypair server_key;  /* signs assignments */
     int64_t started_ms;            /* Unix ms, for uptime */

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define TELEMETRY_EXPIRE_CHUNK 5000  /* rows one retention transaction deletes at most */
+#define TELEMETRY_EXPIRE_CHUNK  5000  /* rows one retention transaction deletes at most */
 #define TELEMETRY_WARN_EVERY_MS 10000 /* ms between two warnings of one kind */
 
 /* One window waiting for the writer. */
@@ -33,23 +33,23 @@ struct queued {
 };
 
 struct telemetry {
-    struct db *db;                  /* borrowed */
-    struct server_stats *stats;     /* borrowed, or own_stats */
-    struct server_stats own_stats;  /* counters when the caller gave none */
+    struct db *db;                 /* borrowed */
+    struct server_stats *stats;    /* borrowed, or own_stats */
+    struct server_stats own_stats; /* counters when the caller gave none */
     struct telemetry_config cfg;
-    pthread_mutex_t lock;           /* guards everything below */
-    pthread_cond_t wake;            /* the writer waits on it (monotonic clock) */
-    pthread_cond_t done;            /* flushers wait on it */
-    struct queued *queue;           /* ring of cfg.queue_max, owned */
-    size_t head;                    /* index of the oldest queued window */
-    size_t count;                   /* windows queued */
-    uint64_t queued_total;          /* windows ever queued */
-    uint64_t done_total;            /* of which written or failed */
-    uint64_t flush_until;           /* a flusher waits for done_total to reach this */
-    bool stopping;                  /* telemetry_stop was called */
-    struct queued *batch;           /* the writer's batch of cfg.batch_max, owned */
-    pthread_t thread;               /* the writer */
-    bool started;                   /* thread is joinable */
+    pthread_mutex_t lock;                 /* guards everything below */
+    pthread_cond_t wake;                  /* the writer waits on it (monotonic clock) */
+    pthread_cond_t done;                  /* flushers wait on it */
+    struct queued *queue;                 /* ring of cfg.queue_max, owned */
+    size_t head;                          /* index of the oldest queued window */
+    size_t count;                         /* windows queued */
+    uint64_t queued_total;                /* windows ever queued */
+    uint64_t done_total;                  /* of which written or failed */
+    uint64_t flush_until;                 /* a flusher waits for done_total to reach this */
+    bool stopping;                        /* telemetry_stop was called */
+    struct queued *batch;                 /* the writer's batch of cfg.batch_max, owned */
+    pthread_t thread;                     /* the writer */
+    bool started;                         /* thread is joinable */
     atomic_int_fast64_t malformed_warned; /* monotonic ms of the last such warning */
     atomic_int_fast64_t dropped_warned;   /* likewise for a full queue */
 };
@@ -75,27 +75,21 @@ static bool warn_due(atomic_int_fast64_t *last)
 int telemetry_submit(struct telemetry *t, const char *device_id, const void *payload, size_t len,
                      int64_t received_at)
 {
-    char msg[160];
+    char msg[160] = "bad device id", quoted[200];
     struct telemetry_window w;
     bool wake = false;
-    int rc;
+    int rc = EF_EUNSUPPORTED;
     if (!t)
-        return EF_EUNSUPPORTED;
+        goto out;
     rc = ef_device_id_valid(device_id) ? telemetry_parse(payload, len, &w, msg, sizeof(msg))
                                        : EF_EINVAL;
     if (rc != 0) {
         uint64_t n = atomic_fetch_add(&t->stats->telemetry_malformed, 1) + 1;
-        if (warn_due(&t->malformed_warned)) {
-            char quoted[200];
+        if (warn_due(&t->malformed_warned))
             ef_warn("telemetry_malformed", "device=%s error=%s reason=%s total=%llu",
                     ef_device_id_valid(device_id) ? device_id : "?", ef_errname(rc),
-                    ef_log_quote(rc == EF_EINVAL && !ef_device_id_valid(device_id)
-                                     ? "bad device id"
-                                     : msg,
-                                 quoted, sizeof(quoted)),
-                    (unsigned long long)n);
-        }
-        return rc;
+                    ef_log_quote(msg, quoted, sizeof(quoted)), (unsigned long long)n);
+        goto out;
     }
     pthread_mutex_lock(&t->lock);
     if (t->stopping || t->count == t->cfg.queue_max) {
@@ -119,12 +113,13 @@ int telemetry_submit(struct telemetry *t, const char *device_id, const void *pay
         if (warn_due(&t->dropped_warned))
             ef_warn("telemetry_dropped", "device=%s reason=queue_full queue_max=%zu total=%llu",
                     device_id, t->cfg.queue_max, (unsigned long long)n);
-        return rc;
+        goto out;
     }
     atomic_fetch_add(&t->stats->telemetry_received, 1);
     if (wake)
         pthread_cond_signal(&t->wake);
-    return 0;
+out:
+    return rc;
 }
 
 /* Writes n windows in one transaction. A failed transaction loses the batch
@@ -137,8 +132,8 @@ static void write_batch(struct telemetry *t, const struct queued *batch, size_t 
     if (rc == 0) {
         for (size_t i = 0; i < n && rc == 0; i++) {
             bool ok = false;
-            rc = db_telemetry_insert(t->db, batch[i].device_id, batch[i].received_at,
-                                     &batch[i].w, &ok);
+            rc = db_telemetry_insert(t->db, batch[i].device_id, batch[i].received_at, &batch[i].w,
+                                     &ok);
             if (ok)
                 stored++;
             else
@@ -236,8 +231,8 @@ static void telemetry_free(struct telemetry *t)
     free(t);
 }
 
-int telemetry_start(struct db *db, const struct telemetry_config *cfg,
-                    struct server_stats *stats, struct telemetry **out)
+int telemetry_start(struct db *db, const struct telemetry_config *cfg, struct server_stats *stats,
+                    struct telemetry **out)
 {
     pthread_condattr_t attr;
     int rc = 0;

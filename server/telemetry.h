@@ -24,11 +24,11 @@ struct db;
 struct server_stats;
 struct telemetry;
 
-#define TELEMETRY_QUEUE_DEFAULT     16384 /* windows waiting at most */
-#define TELEMETRY_BATCH_DEFAULT     500   /* windows per transaction at most */
-#define TELEMETRY_BATCH_MS_DEFAULT  200   /* ms a window waits for its batch at most */
-#define TELEMETRY_RETENTION_H_DEFAULT 168 /* hours raw windows are kept */
-#define TELEMETRY_EXPIRE_EVERY_MS   60000 /* ms between retention passes */
+#define TELEMETRY_QUEUE_DEFAULT       16384 /* windows waiting at most */
+#define TELEMETRY_BATCH_DEFAULT       500   /* windows per transaction at most */
+#define TELEMETRY_BATCH_MS_DEFAULT    200   /* ms a window waits for its batch at most */
+#define TELEMETRY_RETENTION_H_DEFAULT 168   /* hours raw windows are kept */
+#define TELEMETRY_EXPIRE_EVERY_MS     60000 /* ms between retention passes */
 
 struct telemetry_config {
     size_t queue_max;        /* windows the queue holds, >= 1 */
@@ -45,8 +45,8 @@ void telemetry_config_default(struct telemetry_config *cfg);
  * counting into stats (borrowed, may be NULL). The first retention pass runs
  * at start. *out is owned by the caller (telemetry_stop). EF_EINVAL for a
  * bad config, EF_ENOMEM, EF_EIO (no thread). */
-int telemetry_start(struct db *db, const struct telemetry_config *cfg,
-                    struct server_stats *stats, struct telemetry **out);
+int telemetry_start(struct db *db, const struct telemetry_config *cfg, struct server_stats *stats,
+                    struct telemetry **out);
 
 /* Stops taking windows, stores what is queued, joins the writer and frees;
  * accepts NULL. No telemetry_submit may run during or after it. */

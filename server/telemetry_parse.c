@@ -124,8 +124,9 @@ int telemetry_parse(const char *payload, size_t len, struct telemetry_window *ou
     }
     v = json_object_get(doc, "latency_ms");
     if (v && !json_is_null(v) && (w.inferences == 0 || !latency_member(v, &w))) {
-        snprintf(msg, msg_size, "latency_ms must be {p50, p95, p99, max} in ms, or null "
-                                "without inferences");
+        snprintf(msg, msg_size,
+                 "latency_ms must be {p50, p95, p99, max} in ms, or null "
+                 "without inferences");
         goto out;
     }
     if (!count_member(doc, "feedback", true, TELEMETRY_MAX_COUNT, &w.feedback)) {

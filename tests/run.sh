@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs the dependencies, builds edgefleet with
 # AddressSanitizer + UndefinedBehaviorSanitizer and -Werror in build-test/,
-# then runs every test through ctest (unit, integration, fuzz replays).
+# then runs every test through ctest (unit, integration, fuzz replays, browser).
 # Exits non-zero on any failure. Works from any directory.
 set -euo pipefail
 
@@ -15,6 +15,10 @@ export ASAN_OPTIONS=detect_leaks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Integration tests run the interpreter at /usr/bin/python3 (Debian's, with the
 # python3-* packages installed above), whatever python3 is first on PATH.
+
+# The dashboard's front-end packages (uPlot, served from node_modules/) and the
+# browser test's driver (playwright-core), exactly as package-lock.json pins them.
+npm ci --no-audit --no-fund
 
 cmake -S . -B "$build" \
   -DCMAKE_BUILD_TYPE=Debug \

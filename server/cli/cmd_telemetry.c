@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TELEMETRY_LIMIT_MAX 5000 /* windows per request, the API's own bound */
+#define TELEMETRY_LIMIT_MAX   5000 /* windows per request, the API's own bound */
 #define TELEMETRY_SINCE_MAX_S (100LL * 366 * 24 * 3600) /* the API's bound on "seconds ago" */
 
 /* "name@version" of the window's model, or NULL for "-" (none served). */
@@ -30,14 +30,10 @@ static char *format_model(const json_t *row)
 }
 
 static const struct output_col window_cols[] = {
-    {"RECEIVED", "received_at", NULL},
-    {"DEVICE", "device", NULL},
-    {"MODEL", NULL, format_model},
-    {"INFERENCES", "inferences", NULL},
-    {"ERRORS", "errors", NULL},
-    {"P50 MS", "latency_ms.p50", NULL},
-    {"P99 MS", "latency_ms.p99", NULL},
-    {"ACCURACY", "accuracy", NULL},
+    {"RECEIVED", "received_at", NULL},  {"DEVICE", "device", NULL},
+    {"MODEL", NULL, format_model},      {"INFERENCES", "inferences", NULL},
+    {"ERRORS", "errors", NULL},         {"P50 MS", "latency_ms.p50", NULL},
+    {"P99 MS", "latency_ms.p99", NULL}, {"ACCURACY", "accuracy", NULL},
     {"WINDOW S", "window_s", NULL},
 };
 
@@ -98,8 +94,8 @@ static int telemetry_query(struct cli *cli, int argc, char **argv)
         status = cli_usage(cli, "--limit: %s", msg);
         goto out;
     }
-    const char *pairs[] = {"model", model, "ring",  ring,  "device",
-                           device,  "since", since, "limit", limit};
+    const char *pairs[] = {"model", model,   "ring", ring,    "device",
+                           device,  "since", since,  "limit", limit};
     if (!(path = client_query_path("/api/v1/telemetry", pairs, 5))) {
         status = cli_fail("out_of_memory", "cannot build the query");
         goto out;

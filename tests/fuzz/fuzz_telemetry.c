@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if ((w.model[0] && (!ef_name_valid(w.model) || w.version < 1)) ||
         (!w.model[0] && w.version != 0) || w.inferences < 0 || w.errors < 0 ||
-        w.errors > w.inferences || w.feedback < 0 || w.rss_bytes < -1 ||
-        !isfinite(w.window_s) || w.window_s < 0 || !isfinite(w.cpu_s) || w.cpu_s < 0 ||
+        w.errors > w.inferences || w.feedback < 0 || w.rss_bytes < -1 || !isfinite(w.window_s) ||
+        w.window_s < 0 || !isfinite(w.cpu_s) || w.cpu_s < 0 ||
         (w.has_latency && (w.inferences == 0 || !isfinite(w.p99) || w.p99 < 0)) ||
         (w.has_accuracy && (w.feedback == 0 || !(w.accuracy >= 0 && w.accuracy <= 1))))
         abort();

@@ -31,7 +31,6 @@ DEVICES = ("ref-tamper", "ref-badsig", "ref-replay", "ref-class", "ref-vectors")
 NO_POLL = ("ref-replay", "ref-class")
 
 
-
 def schema_trigger():
     """The CREATE TRIGGER model_versions_immutable statement of
     schema/001_init.sql, as SQLite keeps it (no final semicolon)."""
@@ -74,6 +73,10 @@ def push_unique(server, train_net, seed, *extra):
     return out
 
 
+def fleet_sha(server, version):
+    return server.get_json(f"/api/v1/models/{MODEL}/versions/{version}")["sha256"]
+
+
 def assert_keeps_serving(a, model_id):
     for _ in range(3):
         ans = a.infer(x0())
@@ -104,10 +107,6 @@ def test_tampered_artifact_fails_on_its_hash_and_v1_keeps_serving(server, fleet,
     # Nothing of the bad download is kept.
     assert [p.name for p in a.model_files()] == [f"{fleet_sha(server, 1)}.model"]
     assert not any((a.data_dir / "downloads").iterdir())
-
-
-def fleet_sha(server, version):
-    return server.get_json(f"/api/v1/models/{MODEL}/versions/{version}")["sha256"]
 
 
 def test_manifest_signed_with_another_key_fails_and_v1_keeps_serving(server, fleet, train_net):

@@ -192,6 +192,25 @@ def test_artifact_download_equals_the_upload_byte_for_byte(server, pushes, thyro
         assert r.header("etag") == f'"{ef.sha256_file(thyroid_net)}"'
 
 
+def test_artifact_range_requests_resume_a_download(server, pushes, thyroid_net):
+    """Devices resume an interrupted download with Range: the server answers
+    206 with the asked part and Content-Range, and 416 past the end."""
+    data = thyroid_net.read_bytes()
+    path = f"{BASE}/versions/1/artifact"
+    r = server.admin("GET", path, headers={"Range": "bytes=100-"})
+    assert r.status == 206, r
+    assert r.body == data[100:]
+    assert r.header("content-range") == f"bytes 100-{len(data) - 1}/{len(data)}"
+    r = server.admin("GET", path, headers={"Range": "bytes=10-19"})
+    assert r.status == 206 and r.body == data[10:20], r
+    r = server.admin("GET", path, headers={"Range": f"bytes={len(data)}-"})
+    assert r.status == 416, r
+    assert r.header("content-range") == f"bytes */{len(data)}"
+    # A form we do not serve as a range (suffix, several ranges) gets the whole file.
+    r = server.admin("GET", path, headers={"Range": "bytes=-5"})
+    assert r.status == 200 and r.body == data, r
+
+
 def test_model_list_and_show_list_thyroid_and_its_versions(server, pushes):
     models = server.cli_json("model", "list")["models"]
     row = [m for m in models if m["name"] == MODEL]

@@ -224,8 +224,7 @@ static void query_filters(void **state)
                         "d3,d2");
     assert_string_equal(devices_of(query(f->db, NULL, 0, "lab", NULL, 0, 10), buf, sizeof(buf)),
                         "d1,d2,d1");
-    assert_string_equal(devices_of(query(f->db, NULL, 0, "default", NULL, 0, 10), buf,
-                                   sizeof(buf)),
+    assert_string_equal(devices_of(query(f->db, NULL, 0, "default", NULL, 0, 10), buf, sizeof(buf)),
                         "d3,d3");
     assert_string_equal(devices_of(query(f->db, "m", 2, "lab", NULL, 0, 10), buf, sizeof(buf)),
                         "d2");
@@ -235,15 +234,12 @@ static void query_filters(void **state)
                         "d3,d3");
     assert_string_equal(devices_of(query(f->db, "m", 0, NULL, "d3", 0, 10), buf, sizeof(buf)),
                         "d3");
-    assert_string_equal(devices_of(query(f->db, "m", 2, "lab", "d3", 0, 10), buf, sizeof(buf)),
-                        "");
+    assert_string_equal(devices_of(query(f->db, "m", 2, "lab", "d3", 0, 10), buf, sizeof(buf)), "");
     assert_string_equal(devices_of(query(f->db, NULL, 0, "lab", "d1", 0, 10), buf, sizeof(buf)),
                         "d1,d1");
-    assert_string_equal(devices_of(query(f->db, NULL, 0, NULL, NULL, NOW + 3, 10), buf,
-                                   sizeof(buf)),
-                        "d1,d3,d3");
-    assert_string_equal(devices_of(query(f->db, "m", 0, NULL, NULL, NOW + 3, 10), buf,
-                                   sizeof(buf)),
+    assert_string_equal(
+        devices_of(query(f->db, NULL, 0, NULL, NULL, NOW + 3, 10), buf, sizeof(buf)), "d1,d3,d3");
+    assert_string_equal(devices_of(query(f->db, "m", 0, NULL, NULL, NOW + 3, 10), buf, sizeof(buf)),
                         "d3");
     assert_string_equal(devices_of(query(f->db, NULL, 0, NULL, NULL, 0, 2), buf, sizeof(buf)),
                         "d1,d3");

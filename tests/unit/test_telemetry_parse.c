@@ -94,8 +94,8 @@ static void test_optional_members_may_be_absent(void **state)
     assert_false(w.has_latency);
     assert_int_equal(w.feedback, 0);
     assert_int_equal(w.rss_bytes, -1);
-    for (const char *const *k = (const char *const[]){"window_start", "window_s", "inferences",
-                                                       "errors", NULL};
+    for (const char *const *k =
+             (const char *const[]){"window_start", "window_s", "inferences", "errors", NULL};
          *k; k++)
         assert_int_equal(parse_with(*k, NULL, &w), EF_EINVAL);
 }
@@ -109,8 +109,7 @@ static void test_not_json_or_not_an_object(void **state)
     assert_int_not_equal(parse("[1,2]", &w), 0);
     assert_int_not_equal(parse("42", &w), 0);
     /* Not NUL-terminated: only len bytes are read. */
-    assert_int_equal(telemetry_parse(AGENT_WINDOW "garbage", strlen(AGENT_WINDOW), &w, NULL, 0),
-                     0);
+    assert_int_equal(telemetry_parse(AGENT_WINDOW "garbage", strlen(AGENT_WINDOW), &w, NULL, 0), 0);
 }
 
 static void test_duplicate_and_unknown_keys_are_refused(void **state)
@@ -125,9 +124,9 @@ static void test_duplicate_and_unknown_keys_are_refused(void **state)
                            "\"inferences\":3,\"errors\":0,\"psi\":[0.1]}",
                            &w),
                      EF_EINVAL);
-    assert_int_equal(parse_with("latency_ms", "{\"p50\":1,\"p95\":1,\"p99\":1,\"max\":1,\"p90\":1}",
-                                &w),
-                     EF_EINVAL);
+    assert_int_equal(
+        parse_with("latency_ms", "{\"p50\":1,\"p95\":1,\"p99\":1,\"max\":1,\"p90\":1}", &w),
+        EF_EINVAL);
     assert_int_equal(parse_with("latency_ms", "{\"p50\":1,\"p95\":1,\"p99\":1}", &w), EF_EINVAL);
 }
 
