@@ -74,7 +74,9 @@ done
 [[ -r $TRAIN_DATA && -r $TEST_DATA ]] || die "missing $DATASETS (libfann-dev examples)"
 prev=0
 for n in $AGENTS; do
-    [[ $n =~ ^[1-9][0-9]*$ ]] && ((n > prev)) || die "AGENTS must be increasing counts, not '$AGENTS'"
+    if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n <= prev)); then
+        die "AGENTS must be increasing counts, not '$AGENTS'"
+    fi
     prev=$n
 done
 BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)

@@ -39,7 +39,13 @@
  *                 by device action, reads the ring's telemetry for the gates
  *                 and decides "continue"; median, p90, min and max;
  *   show          db_rollout_json of the rollout (what GET
- *                 /api/v1/rollouts/{id} answers), median of 10.
+ *                 /api/v1/rollouts/{id} answers), median of 10;
+ *   probe         while the evaluation ticks run, a second thread stores a
+ *                 device report (db_device_report of device bench-000000,
+ *                 its state unchanged) every 10 ms, as the server's broker
+ *                 thread does for each `reported` message: the median and
+ *                 the longest time one such write took, i.e. how long the
+ *                 ticks keep the rest of the server from the database.
  *
  * Prints a short report and one JSON line ("result": ...). Build it in a
  * Release build without sanitizers; tests/bench/bench_rollout.sh runs it.
@@ -60,6 +66,8 @@
 #include "common/log.h"
 
 #include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,12 +129,40 @@ static void add_version(struct server *srv, const struct ef_keypair *release, in
     if (!manifest)
         die("manifest", EF_ENOMEM);
     ef_sign_b64(release->sk, manifest, strlen(manifest), sig);
-    CHECK("db_version_insert", db_version_insert(srv->db, model_id, version, sha, 1000 + version,
-                                                 "fann", manifest, strlen(manifest), sig,
-                                                 ef_now_ms(), NULL));
+    CHECK("db_version_insert",
+          db_version_insert(srv->db, model_id, version, sha, 1000 + version, "fann", manifest,
+                            strlen(manifest), sig, ef_now_ms(), NULL));
     CHECK("db_version_get", db_version_get(srv->db, "thyroid", version, v));
     free(manifest);
     json_decref(doc);
+}
+
+/* The probe thread: db_device_report every 10 ms until stopped. */
+struct probe {
+    struct db *db;
+    atomic_bool stop;
+    const char *state; /* what bench-000000 reported already */
+    double *lat;       /* ms per write */
+    size_t count, size;
+    int rc;
+};
+
+static void *probe_main(void *arg)
+{
+    struct probe *p = arg;
+    struct timespec gap = {.tv_sec = 0, .tv_nsec = 10 * 1000000L};
+    while (!atomic_load(&p->stop) && p->count < p->size) {
+        double t0 = now_ms();
+        int rc = db_device_report(p->db, "bench-000000", "production", "thyroid", 2, p->state, NULL,
+                                  ef_now_ms());
+        p->lat[p->count++] = now_ms() - t0;
+        if (rc != 0) {
+            p->rc = rc;
+            break;
+        }
+        nanosleep(&gap, NULL);
+    }
+    return NULL;
 }
 
 static void device_name(char out[32], long i)
@@ -311,13 +347,24 @@ int main(int argc, char **argv)
 
     /* --- the evaluation ticks ---------------------------------------------- */
     double *t = calloc((size_t)ticks, sizeof(double));
-    if (!t)
+    struct probe probe = {
+        .db = srv.db, .state = committed > 0 ? "committed" : "active", .size = 1000000};
+    pthread_t probe_thread;
+    probe.lat = calloc(probe.size, sizeof(double));
+    if (!t || !probe.lat)
         die("calloc", EF_ENOMEM);
+    if (pthread_create(&probe_thread, NULL, probe_main, &probe) != 0)
+        die("pthread_create", EF_EIO);
     for (long i = 0; i < ticks; i++) {
         t0 = now_ms();
         CHECK("rollout_engine_tick", rollout_engine_tick(engine));
         t[i] = now_ms() - t0;
     }
+    atomic_store(&probe.stop, true);
+    pthread_join(probe_thread, NULL);
+    if (probe.rc != 0 || probe.count == 0)
+        die("the probe's db_device_report", probe.rc ? probe.rc : EF_EIO);
+    qsort(probe.lat, probe.count, sizeof(double), cmp_double);
     double first_eval = t[0];
     qsort(t, (size_t)ticks, sizeof(double), cmp_double);
 
@@ -359,14 +406,20 @@ int main(int argc, char **argv)
            ticks, quantile(t, (size_t)ticks, 0.5), quantile(t, (size_t)ticks, 0.9), t[0],
            t[ticks - 1], first_eval);
     printf("rollout object (show)       %10.2f ms median of 10\n", quantile(show, 10, 0.5));
+    printf("probe: %zu device reports during the ticks, median %.2f ms, p99 %.2f ms, max %.2f ms\n",
+           probe.count, quantile(probe.lat, probe.count, 0.5),
+           quantile(probe.lat, probe.count, 0.99), probe.lat[probe.count - 1]);
     printf("{\"result\": {\"devices\": %ld, \"windows_per_device\": %ld, \"committed\": %lld, "
            "\"ticks\": %ld, \"start_tick_ms\": %.3f, \"eval_tick_median_ms\": %.3f, "
            "\"eval_tick_p90_ms\": %.3f, \"eval_tick_min_ms\": %.3f, \"eval_tick_max_ms\": %.3f, "
-           "\"show_median_ms\": %.3f, \"setup_ms\": %.1f, \"still_running\": %s}}\n",
+           "\"show_median_ms\": %.3f, \"probe_writes\": %zu, \"probe_median_ms\": %.3f, "
+           "\"probe_max_ms\": %.3f, \"setup_ms\": %.1f, \"still_running\": %s}}\n",
            devices, windows, (long long)n_committed, ticks, start_tick_ms,
            quantile(t, (size_t)ticks, 0.5), quantile(t, (size_t)ticks, 0.9), t[0], t[ticks - 1],
-           quantile(show, 10, 0.5), setup_ms, running ? "true" : "false");
+           quantile(show, 10, 0.5), probe.count, quantile(probe.lat, probe.count, 0.5),
+           probe.lat[probe.count - 1], setup_ms, running ? "true" : "false");
     free(t);
+    free(probe.lat);
 
     rollout_engine_stop(engine);
     db_version_clear(&v1);
