@@ -273,6 +273,14 @@ void rollout_policy_evaluate(const struct rollout_policy *p, const struct rollou
         }
         return;
     }
+    /* Shares are over the ring's devices now: a device that joined during
+     * the soak must commit too before the ring counts as succeeded. */
+    if ((double)v->committed / (double)v->devices < p->success) {
+        snprintf(out->reason, sizeof(out->reason),
+                 "soaking: waiting for %lld of %lld devices committed (>= %g)",
+                 (long long)v->committed, (long long)v->devices, p->success);
+        return;
+    }
     if (v->soaking_ms >= p->soak_s * MS_PER_S) {
         out->verdict = ROLLOUT_SUCCEED;
         snprintf(out->reason, sizeof(out->reason), "soaked %lld s", (long long)p->soak_s);

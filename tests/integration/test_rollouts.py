@@ -19,7 +19,7 @@ putting each device back on the last version a rollout left everywhere
   - a device that enrolls into a running ring converges on its version;
   - abort leaves committed devices on the new version, sends the others back;
   - the CLI: create --json, show --json, show --watch (exit 0 on success);
-  - (xfail, a product bug) a device that joins a soaking ring is awaited;
+  - a device that joins a soaking ring is awaited before the ring succeeds;
   - the server killed with SIGKILL mid-rollout resumes it after a restart.
 """
 
@@ -657,10 +657,6 @@ def test_cli_create_show_and_watch(server, fleet, registry):
 # --------------------------------------------------------------------------
 # A device that joins a ring while it soaks
 
-@pytest.mark.xfail(strict=True, reason="product bug: soaking -> succeeded does not apply the "
-                   "success share again, so a device that joins the ring while it soaks is "
-                   "counted but not awaited (docs/rollouts.md: shares are over the ring's "
-                   "devices at evaluation time)")
 def test_a_device_joining_a_soaking_ring_is_awaited(server, fleet, registry):
     settle(server, fleet, registry)
     v = registry.push_good()

@@ -285,6 +285,15 @@ static void test_soak(void **state)
     assert_int_equal(soaking(&p, 2, 2, 0, 0, 0, NULL).verdict, ROLLOUT_SUCCEED);
 }
 
+static void test_soak_awaits_a_device_that_joined(void **state)
+{
+    (void)state;
+    struct rollout_policy p = policy("{\"soak_s\": 3}");
+    /* 2 of 2 committed started the soak; a third device joined since. */
+    assert_int_equal(soaking(&p, 3, 2, 0, 0, 60 * 1000, NULL).verdict, ROLLOUT_CONTINUE);
+    assert_int_equal(soaking(&p, 3, 3, 0, 0, 60 * 1000, NULL).verdict, ROLLOUT_SUCCEED);
+}
+
 static void test_gate_error_rate(void **state)
 {
     (void)state;
@@ -343,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_error_before_success),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_soak),
+        cmocka_unit_test(test_soak_awaits_a_device_that_joined),
         cmocka_unit_test(test_gate_error_rate),
         cmocka_unit_test(test_gate_min_inferences),
         cmocka_unit_test(test_gate_latency),
