@@ -72,7 +72,8 @@ def test_a_much_slower_candidate_is_rolled_back_on_p99(server, agent, train_net)
         client.stop_flag.set()
         client.join(10)
     assert client.failure is None, client.failure
-    assert float(swap["previous_p99_ms"]) > 0, swap
+    # Measured (-1 means unknown); a tiny network's p99 can print as 0.000 ms.
+    assert float(swap["previous_p99_ms"]) >= 0, swap
     reason = rolled["reason"]
     assert "p99" in reason and "previous model's p99" in reason, reason
     # Rolled back within the trial window, not at its end by chance.
