@@ -25,15 +25,15 @@ struct enrollment;
 
 /* Flags and config file keys have the same names (see agent/config.c). */
 struct agent_config {
-    char server_url[256];        /* http://HOST:PORT of edgefleet-server */
-    char mqtt_url[256];          /* mqtt://HOST:PORT of the broker */
-    char data_dir[512];          /* state, models, identity, infer.sock */
+    char server_url[256]; /* http://HOST:PORT of edgefleet-server */
+    char mqtt_url[256];   /* mqtt://HOST:PORT of the broker */
+    char data_dir[512];   /* state, models, identity, infer.sock */
     char device_id[EF_DEVICE_ID_MAX + 1];
     char enroll_token[EF_TOKEN_SIZE]; /* used once, when there is no identity yet */
-    char device_class[65];       /* sent at enrollment; manifests for others are refused */
-    char tags[1024];             /* JSON object of --tag k=v, sent at enrollment */
-    char socket_path[512];       /* inference socket; default DATA_DIR/infer.sock */
-    char backend_dir[512];       /* backend modules; default backends_default_dir() */
+    char device_class[65];            /* sent at enrollment; manifests for others are refused */
+    char tags[1024];                  /* JSON object of --tag k=v, sent at enrollment */
+    char socket_path[512];            /* inference socket; default DATA_DIR/infer.sock */
+    char backend_dir[512];            /* backend modules; default backends_default_dir() */
     char release_key[EF_PK_B64_SIZE]; /* pinned keys given at install, "" to learn */
     char server_key[EF_PK_B64_SIZE];
     unsigned metrics_interval_s; /* telemetry window, default 60 */
@@ -60,21 +60,21 @@ struct agent {
     uv_loop_t loop;
     struct agent_config cfg;
     struct identity id;
-    struct backends *backends;  /* owned */
-    struct http_client *http;   /* owned */
-    struct mqtt_link *mqtt;     /* owned */
-    struct deploy *deploy;      /* owned: slots, state machine, serving models */
-    struct serve *serve;        /* owned: the local inference endpoint */
-    struct metrics *metrics;    /* owned: the current telemetry window */
-    struct inbox *inbox;        /* owned: DATA_DIR/inbox watcher */
+    struct backends *backends; /* owned */
+    struct http_client *http;  /* owned */
+    struct mqtt_link *mqtt;    /* owned */
+    struct deploy *deploy;     /* owned: slots, state machine, serving models */
+    struct serve *serve;       /* owned: the local inference endpoint */
+    struct metrics *metrics;   /* owned: the current telemetry window */
+    struct inbox *inbox;       /* owned: DATA_DIR/inbox watcher */
     uv_signal_t sigint, sigterm;
-    uv_timer_t poll_timer;      /* GET /desired */
-    uv_timer_t metrics_timer;   /* end of a telemetry window */
+    uv_timer_t poll_timer;         /* GET /desired */
+    uv_timer_t metrics_timer;      /* end of a telemetry window */
     struct enrollment *enrollment; /* under way, or NULL */
-    bool polling;               /* a GET /desired is under way */
-    char desired_etag[96];      /* of the last GET /desired answered 200 */
-    bool handles_ready;         /* signals and timers initialised */
-    int exit_rc;                /* a fatal error met on the loop, 0 if none */
+    bool polling;                  /* a GET /desired is under way */
+    char desired_etag[96];         /* of the last GET /desired answered 200 */
+    bool handles_ready;            /* signals and timers initialised */
+    int exit_rc;                   /* a fatal error met on the loop, 0 if none */
     bool stopping;
 };
 

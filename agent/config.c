@@ -48,15 +48,21 @@ const char config_usage[] =
 enum option_kind { OPT_STRING, OPT_UINT, OPT_DOUBLE, OPT_TAG, OPT_LOG_LEVEL, OPT_CONFIG };
 
 struct option_spec {
-    const char *name;      /* long flag without dashes, and config file key */
+    const char *name; /* long flag without dashes, and config file key */
     enum option_kind kind;
-    size_t offset;         /* into struct agent_config */
-    size_t size;           /* of the string buffer, for OPT_STRING */
+    size_t offset; /* into struct agent_config */
+    size_t size;   /* of the string buffer, for OPT_STRING */
 };
 
-#define STR(name, field) {name, OPT_STRING, offsetof(struct agent_config, field), \
-                          sizeof(((struct agent_config *)0)->field)}
-#define NUM(name, kind, field) {name, kind, offsetof(struct agent_config, field), 0}
+#define STR(name, field)                                                                           \
+    {                                                                                              \
+        name, OPT_STRING, offsetof(struct agent_config, field),                                    \
+            sizeof(((struct agent_config *)0)->field)                                              \
+    }
+#define NUM(name, kind, field)                                                                     \
+    {                                                                                              \
+        name, kind, offsetof(struct agent_config, field), 0                                        \
+    }
 
 static const struct option_spec options[] = {
     STR("server", server_url),

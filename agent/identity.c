@@ -22,11 +22,11 @@
 struct enrollment {
     struct agent *a;
     identity_done_cb done;
-    uv_timer_t retry;      /* backoff between attempts */
-    uint64_t backoff_ms;   /* next delay */
-    bool in_flight;        /* a request is under way; its callback will come */
-    bool timer_closed;     /* the timer's close callback ran */
-    bool finished;         /* done was called, or the enrollment was cancelled */
+    uv_timer_t retry;    /* backoff between attempts */
+    uint64_t backoff_ms; /* next delay */
+    bool in_flight;      /* a request is under way; its callback will come */
+    bool timer_closed;   /* the timer's close callback ran */
+    bool finished;       /* done was called, or the enrollment was cancelled */
 };
 
 static int identity_path(const struct agent *a, char *buf, size_t size)
@@ -43,8 +43,8 @@ static int keys_agree(const struct agent *a, const unsigned char release[EF_PK_B
     if (a->cfg.release_key[0] && (ef_pk_from_b64(a->cfg.release_key, pk) != 0 ||
                                   sodium_memcmp(pk, release, EF_PK_BYTES) != 0))
         return EF_EMISMATCH;
-    if (a->cfg.server_key[0] && (ef_pk_from_b64(a->cfg.server_key, pk) != 0 ||
-                                 sodium_memcmp(pk, server, EF_PK_BYTES) != 0))
+    if (a->cfg.server_key[0] &&
+        (ef_pk_from_b64(a->cfg.server_key, pk) != 0 || sodium_memcmp(pk, server, EF_PK_BYTES) != 0))
         return EF_EMISMATCH;
     return 0;
 }
@@ -69,9 +69,9 @@ int identity_load(struct agent *a)
         (rc = ef_json_load(text, len, 64 * 1024, &doc, NULL, 0)) != 0)
         goto out;
     rc = EF_EPARSE;
-    if (json_unpack(doc, "{s:s, s:s, s:s, s:s, s?s, s?s}", "device_id", &device_id,
-                    "device_token", &token, "release_key", &release, "server_key", &server,
-                    "mqtt_username", &user, "mqtt_password", &pass) != 0 ||
+    if (json_unpack(doc, "{s:s, s:s, s:s, s:s, s?s, s?s}", "device_id", &device_id, "device_token",
+                    &token, "release_key", &release, "server_key", &server, "mqtt_username", &user,
+                    "mqtt_password", &pass) != 0 ||
         strlen(token) >= sizeof(a->id.device_token) ||
         strlen(user) >= sizeof(a->id.mqtt_username) ||
         strlen(pass) >= sizeof(a->id.mqtt_password) ||
@@ -108,10 +108,10 @@ static int identity_save(struct agent *a)
         return rc;
     ef_pk_to_b64(a->id.release_pk, release);
     ef_pk_to_b64(a->id.server_pk, server);
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "device_id", a->cfg.device_id,
-                            "device_token", a->id.device_token, "release_key", release,
-                            "server_key", server, "mqtt_username", a->id.mqtt_username,
-                            "mqtt_password", a->id.mqtt_password);
+    json_t *doc =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "device_id", a->cfg.device_id, "device_token",
+                  a->id.device_token, "release_key", release, "server_key", server, "mqtt_username",
+                  a->id.mqtt_username, "mqtt_password", a->id.mqtt_password);
     if (!doc || !(text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS)))
         rc = EF_ENOMEM;
     else
@@ -172,12 +172,12 @@ static int enrollment_accept(struct agent *a, const struct http_result *res)
         return rc;
     rc = EF_EPARSE;
     if (json_unpack(doc, "{s:s, s:{s:s, s:s}, s?{s:s, s:s}}", "device_token", &token, "keys",
-                    "release", &release, "server", &server, "mqtt", "username", &user,
-                    "password", &pass) != 0 ||
+                    "release", &release, "server", &server, "mqtt", "username", &user, "password",
+                    &pass) != 0 ||
         strlen(token) >= sizeof(a->id.device_token) ||
         strlen(user) >= sizeof(a->id.mqtt_username) ||
-        strlen(pass) >= sizeof(a->id.mqtt_password) ||
-        ef_pk_from_b64(release, release_pk) != 0 || ef_pk_from_b64(server, server_pk) != 0)
+        strlen(pass) >= sizeof(a->id.mqtt_password) || ef_pk_from_b64(release, release_pk) != 0 ||
+        ef_pk_from_b64(server, server_pk) != 0)
         goto out;
     if ((rc = keys_agree(a, release_pk, server_pk)) != 0) {
         ef_error("enroll_keys_differ",
@@ -228,8 +228,8 @@ static void enrollment_answered(void *ctx, const struct http_result *res)
     ef_warn("enroll_retry", "status=%ld error=%s delay_ms=%llu", res->status, ef_errname(res->rc),
             (unsigned long long)e->backoff_ms);
     uv_timer_start(&e->retry, enrollment_attempt, e->backoff_ms, 0);
-    e->backoff_ms = e->backoff_ms * 2 > ENROLL_RETRY_MAX_MS ? ENROLL_RETRY_MAX_MS
-                                                             : e->backoff_ms * 2;
+    e->backoff_ms =
+        e->backoff_ms * 2 > ENROLL_RETRY_MAX_MS ? ENROLL_RETRY_MAX_MS : e->backoff_ms * 2;
 }
 
 static void enrollment_attempt(uv_timer_t *t)

@@ -77,8 +77,7 @@ void agent_poll_desired(struct agent *a)
     char url[384];
     if (a->polling || a->stopping || !a->http || !a->id.device_token[0])
         return;
-    snprintf(url, sizeof(url), "%s/api/v1/devices/%s/desired", a->cfg.server_url,
-             a->cfg.device_id);
+    snprintf(url, sizeof(url), "%s/api/v1/devices/%s/desired", a->cfg.server_url, a->cfg.device_id);
     struct http_request_opts opts = {
         .url = url,
         .bearer = a->id.device_token,

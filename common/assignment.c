@@ -39,8 +39,8 @@ void ef_slot_free(struct ef_slot *slot)
 }
 
 struct ef_slot *ef_slot_new(const char *model, int64_t version, const char *manifest_url,
-                            const char *signature_url, const char *artifact_url,
-                            const char *sha256, int64_t size, const char *rollout_id)
+                            const char *signature_url, const char *artifact_url, const char *sha256,
+                            int64_t size, const char *rollout_id)
 {
     struct ef_slot *s = calloc(1, sizeof(*s));
     if (!s)
@@ -74,8 +74,8 @@ static json_t *slot_to_json(const struct ef_slot *s)
 {
     return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:s?}", "model", s->model, "version",
                      (json_int_t)s->version, "manifest_url", s->manifest_url, "signature_url",
-                     s->signature_url, "artifact_url", s->artifact_url, "sha256", s->sha256,
-                     "size", (json_int_t)s->size, "rollout_id", s->rollout_id);
+                     s->signature_url, "artifact_url", s->artifact_url, "sha256", s->sha256, "size",
+                     (json_int_t)s->size, "rollout_id", s->rollout_id);
 }
 
 char *ef_assignment_serialize(const struct ef_assignment *a)
@@ -135,8 +135,8 @@ static int slot_from_json(json_t *j, struct ef_slot **out)
     /* rollout_id is written as null for a direct assignment (slot_to_json's
      * "s?"), which an "s" unpack would refuse; so it is read as a value. */
     if (json_unpack(j, "{s:s, s:I, s:s, s:s, s:s, s:s, s:I, s?o}", "model", &model, "version",
-                    &version, "manifest_url", &murl, "signature_url", &surl, "artifact_url",
-                    &aurl, "sha256", &sha, "size", &size, "rollout_id", &rollout) != 0)
+                    &version, "manifest_url", &murl, "signature_url", &surl, "artifact_url", &aurl,
+                    "sha256", &sha, "size", &size, "rollout_id", &rollout) != 0)
         return EF_EINVAL;
     if (!ef_name_valid(model) || version < 1 || size < 1 || !ef_is_sha256_hex(sha) ||
         (rollout && !json_is_null(rollout) && !json_is_string(rollout)))
@@ -156,8 +156,8 @@ static int payload_parse(const char *bytes, size_t len, struct ef_assignment **o
     if (rc != 0)
         goto out;
     rc = EF_EINVAL;
-    if (json_unpack(doc, "{s:s, s:I, s:s, s:o}", "device_id", &device_id, "seq", &seq,
-                    "issued_at", &issued, "slots", &slots) != 0 ||
+    if (json_unpack(doc, "{s:s, s:I, s:s, s:o}", "device_id", &device_id, "seq", &seq, "issued_at",
+                    &issued, "slots", &slots) != 0 ||
         !ef_device_id_valid(device_id) || seq < 1 || !json_is_object(slots)) {
         if (msg)
             snprintf(msg, msg_size, "assignment needs device_id, seq >= 1, issued_at, slots");

@@ -30,8 +30,7 @@ int ef_keypair_save(const struct ef_keypair *kp, const char *path)
     struct stat st;
     if (stat(path, &st) == 0)
         return EF_EEXIST;
-    sodium_bin2base64(b64, sizeof(b64) - 1, kp->sk, sizeof(kp->sk),
-                      sodium_base64_VARIANT_ORIGINAL);
+    sodium_bin2base64(b64, sizeof(b64) - 1, kp->sk, sizeof(kp->sk), sodium_base64_VARIANT_ORIGINAL);
     size_t n = strlen(b64);
     b64[n] = '\n';
     int rc = ef_atomic_write(path, b64, n + 1, 0600);
@@ -92,8 +91,8 @@ static int b64_fixed(const char *b64, unsigned char *out, size_t want)
     /* Tolerate one trailing newline, as signature files usually have. */
     if (len > 0 && b64[len - 1] == '\n')
         len--;
-    if (sodium_base642bin(out, want, b64, len, NULL, &got, &end,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+    if (sodium_base642bin(out, want, b64, len, NULL, &got, &end, sodium_base64_VARIANT_ORIGINAL) !=
+            0 ||
         got != want || end != b64 + len)
         return EF_EPARSE;
     return 0;

@@ -134,7 +134,7 @@ int ef_mkdir_p(const char *path, mode_t mode)
     int rc = 0;
     if (!copy)
         return EF_ENOMEM;
-    for (char *p = copy + 1; ; p++) {
+    for (char *p = copy + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             struct stat st;

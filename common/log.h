@@ -34,8 +34,8 @@ void ef_log(enum ef_log_level level, const char *event, const char *kv_fmt, ...)
 const char *ef_log_quote(const char *s, char *buf, size_t size);
 
 #define ef_debug(event, ...) ef_log(EF_LOG_DEBUG, event, __VA_ARGS__)
-#define ef_info(event, ...) ef_log(EF_LOG_INFO, event, __VA_ARGS__)
-#define ef_warn(event, ...) ef_log(EF_LOG_WARN, event, __VA_ARGS__)
+#define ef_info(event, ...)  ef_log(EF_LOG_INFO, event, __VA_ARGS__)
+#define ef_warn(event, ...)  ef_log(EF_LOG_WARN, event, __VA_ARGS__)
 #define ef_error(event, ...) ef_log(EF_LOG_ERROR, event, __VA_ARGS__)
 
 #endif

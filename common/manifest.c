@@ -59,16 +59,17 @@ static bool histogram_ok(const json_t *h)
     double sum = 0;
     for (size_t b = 0; b < bins; b++) {
         double f = json_number_value(json_array_get(fractions, b));
-        if (f < 0 || f > 1 || !(json_number_value(json_array_get(edges, b)) <
-                                json_number_value(json_array_get(edges, b + 1))))
+        if (f < 0 || f > 1 ||
+            !(json_number_value(json_array_get(edges, b)) <
+              json_number_value(json_array_get(edges, b + 1))))
             return false;
         sum += f;
     }
     return fabs(sum - 1.0) < 1e-6;
 }
 
-static int validate_io(json_t *doc, const char *key, const char *names_key, size_t *size,
-                       char *msg, size_t msg_size)
+static int validate_io(json_t *doc, const char *key, const char *names_key, size_t *size, char *msg,
+                       size_t msg_size)
 {
     json_t *io = json_object_get(doc, key);
     json_int_t n = json_integer_value(json_object_get(io, "size"));
@@ -123,21 +124,27 @@ static int validate(struct ef_manifest *m, char *msg, size_t msg_size)
         if (!numbers_ok(json_object_get(v, "input"), m->input_size) ||
             !numbers_ok(json_object_get(v, "output"), m->output_size) || !json_is_number(tol) ||
             json_number_value(tol) < 0)
-            return fail(msg, msg_size, "test_vectors[%zu] must have input[%zu], output[%zu] and a "
-                        "tolerance >= 0", i, m->input_size, m->output_size);
+            return fail(msg, msg_size,
+                        "test_vectors[%zu] must have input[%zu], output[%zu] and a "
+                        "tolerance >= 0",
+                        i, m->input_size, m->output_size);
     }
     m->test_vector_count = json_array_size(vectors);
     json_t *baseline = json_object_get(doc, "baseline");
     if (baseline && !json_is_null(baseline)) {
         json_t *features = json_object_get(baseline, "features");
         json_t *output = json_object_get(baseline, "output");
-        if (json_array_size(features) != m->input_size ||
-            json_array_size(output) != m->output_size)
+        if (json_array_size(features) != m->input_size || json_array_size(output) != m->output_size)
             return fail(msg, msg_size, "baseline needs one histogram per input and per output");
         json_array_foreach(features, i, v) if (!histogram_ok(v)) return fail(
-            msg, msg_size, "baseline.features[%zu] must be {edges[bins+1] increasing, fractions[bins] summing to 1}", i);
+            msg, msg_size,
+            "baseline.features[%zu] must be {edges[bins+1] increasing, fractions[bins] summing to "
+            "1}",
+            i);
         json_array_foreach(output, i, v) if (!histogram_ok(v)) return fail(
-            msg, msg_size, "baseline.output[%zu] must be {edges[bins+1] increasing, fractions[bins] summing to 1}", i);
+            msg, msg_size,
+            "baseline.output[%zu] must be {edges[bins+1] increasing, fractions[bins] summing to 1}",
+            i);
     }
     if (!json_is_string(json_object_get(doc, "created_at")))
         return fail(msg, msg_size, "created_at must be an RFC 3339 time");
@@ -173,8 +180,8 @@ int ef_manifest_parse(const char *bytes, size_t len, struct ef_manifest **out, c
 }
 
 int ef_manifest_verify_parse(const char *bytes, size_t len, const char *sig_b64,
-                             const unsigned char release_pk[EF_PK_BYTES],
-                             struct ef_manifest **out, char *msg, size_t msg_size)
+                             const unsigned char release_pk[EF_PK_BYTES], struct ef_manifest **out,
+                             char *msg, size_t msg_size)
 {
     *out = NULL;
     int rc = ef_verify_b64(release_pk, bytes, len, sig_b64);

@@ -18,14 +18,14 @@ enum MHD_Result api_healthz(struct request *req)
     json_t *counts = NULL;
     int rc = db_counts(srv->db, &counts);
     json_decref(counts);
-    const char *mqtt = !srv->mqtt ? "disabled" : mqtt_connected(srv->mqtt) ? "connected"
-                                                                          : "disconnected";
+    const char *mqtt = !srv->mqtt                  ? "disabled"
+                       : mqtt_connected(srv->mqtt) ? "connected"
+                                                   : "disconnected";
     /* The broker being away degrades device traffic but not the API, so only
      * the database decides whether this server is healthy. */
     return http_reply_json(req, rc == 0 ? 200 : 503,
                            json_pack("{s:s, s:s, s:s, s:I}", "status", rc == 0 ? "ok" : "degraded",
-                                     "database", rc == 0 ? "ok" : "error", "mqtt", mqtt,
-                                     "uptime_s",
+                                     "database", rc == 0 ? "ok" : "error", "mqtt", mqtt, "uptime_s",
                                      (json_int_t)((ef_now_ms() - srv->started_ms) / 1000)));
 }
 
@@ -60,8 +60,8 @@ enum MHD_Result api_metrics(struct request *req)
     if (!buf)
         return http_reply_error(req, 500, "internal", "out of memory");
     buf[0] = '\0';
-    metric(&buf, &len, &cap, "edgefleet_http_requests_total", "counter",
-           "HTTP requests answered.", atomic_load(&st->http_requests));
+    metric(&buf, &len, &cap, "edgefleet_http_requests_total", "counter", "HTTP requests answered.",
+           atomic_load(&st->http_requests));
     metric(&buf, &len, &cap, "edgefleet_http_errors_total", "counter",
            "HTTP requests answered with a status of 400 or more, or aborted.",
            atomic_load(&st->http_errors));
@@ -130,7 +130,7 @@ enum MHD_Result api_keys(struct request *req)
     char release[EF_PK_B64_SIZE], server[EF_PK_B64_SIZE];
     ef_pk_to_b64(req->srv->release_key.pk, release);
     ef_pk_to_b64(req->srv->server_key.pk, server);
-    return http_reply_json(req, 200,
-                           json_pack("{s:s, s:s, s:s}", "release", release, "server", server,
-                                     "algorithm", "ed25519"));
+    return http_reply_json(
+        req, 200,
+        json_pack("{s:s, s:s, s:s}", "release", release, "server", server, "algorithm", "ed25519"));
 }

@@ -18,7 +18,7 @@
 struct db;
 struct checkin;
 
-#define AUTH_PREFIX_API "efa"
+#define AUTH_PREFIX_API    "efa"
 #define AUTH_PREFIX_DEVICE "efd"
 #define AUTH_PREFIX_ENROLL "efe"
 
@@ -33,10 +33,10 @@ enum principal_kind {
 
 struct principal {
     enum principal_kind kind;
-    enum role role;                        /* API tokens only */
-    int64_t token_id;                      /* API or enrollment token row */
-    char device_id[EF_DEVICE_ID_MAX + 1];  /* device tokens only */
-    char name[64];                         /* API token name, for the audit log */
+    enum role role;                       /* API tokens only */
+    int64_t token_id;                     /* API or enrollment token row */
+    char device_id[EF_DEVICE_ID_MAX + 1]; /* device tokens only */
+    char name[64];                        /* API token name, for the audit log */
 };
 
 /* Role name to enum and back ("admin", "operator", "viewer"). */

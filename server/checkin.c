@@ -9,7 +9,7 @@
 #include <uthash.h>
 
 struct entry {
-    char token_hash[EF_HEX256_SIZE];     /* key of by_token */
+    char token_hash[EF_HEX256_SIZE];      /* key of by_token */
     char device_id[EF_DEVICE_ID_MAX + 1]; /* key of by_device */
     int64_t seq;                          /* current assignment, 0 for none */
     UT_hash_handle hh_token;
@@ -17,9 +17,9 @@ struct entry {
 };
 
 struct checkin {
-    pthread_rwlock_t lock;     /* readers: HTTP threads; writers: after COMMITs */
-    struct entry *by_token;    /* uthash head, owns the entries */
-    struct entry *by_device;   /* uthash head, same entries */
+    pthread_rwlock_t lock;   /* readers: HTTP threads; writers: after COMMITs */
+    struct entry *by_token;  /* uthash head, owns the entries */
+    struct entry *by_device; /* uthash head, same entries */
 };
 
 static void entry_remove(struct checkin *c, struct entry *e)
@@ -30,8 +30,7 @@ static void entry_remove(struct checkin *c, struct entry *e)
 }
 
 /* Adds or replaces; the write lock is held. */
-static int put_locked(struct checkin *c, const char *token_hash, const char *device_id,
-                      int64_t seq)
+static int put_locked(struct checkin *c, const char *token_hash, const char *device_id, int64_t seq)
 {
     struct entry *e = NULL;
     if (strlen(token_hash) >= EF_HEX256_SIZE || strlen(device_id) > EF_DEVICE_ID_MAX)

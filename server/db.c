@@ -107,8 +107,7 @@ sqlite3_stmt *db_stmt(struct db *db, const char *sql)
             free_slot = i;
     }
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
         ef_error("db_prepare", "message=\"%s\"", sqlite3_errmsg(db->conn));
         return NULL;
     }
@@ -127,7 +126,9 @@ sqlite3_stmt *db_stmt(struct db *db, const char *sql)
 int db_exec_stmt(struct db *db, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
-    int result = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(db, sqlite3_extended_errcode(db->conn));
+    int result = rc == SQLITE_DONE || rc == SQLITE_ROW
+                     ? 0
+                     : db_error(db, sqlite3_extended_errcode(db->conn));
     sqlite3_reset(st);
     return result;
 }

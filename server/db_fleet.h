@@ -145,9 +145,9 @@ int db_device_report(struct db *db, const char *device_id, const char *slot, con
 int db_device_has_version(struct db *db, const char *device_id, int64_t version_id, bool *yes);
 
 /* The desired-state hot path: *seq receives the seq of the device's stored
- * envelope (0: no assignment since it was enrolled) and, unless it equals known_seq, *envelope a new
- * malloc'd copy of the stored envelope (NUL-terminated, *len bytes); it is
- * NULL when *seq is known_seq or 0. EF_ENOENT, EF_ENOMEM, EF_EDB. */
+ * envelope (0: no assignment since it was enrolled) and, unless it equals known_seq, *envelope a
+ * new malloc'd copy of the stored envelope (NUL-terminated, *len bytes); it is NULL when *seq is
+ * known_seq or 0. EF_ENOENT, EF_ENOMEM, EF_EDB. */
 int db_device_desired(struct db *db, const char *device_id, int64_t known_seq, int64_t *seq,
                       char **envelope, size_t *len);
 

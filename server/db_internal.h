@@ -14,13 +14,13 @@
 #define DB_STMT_CACHE 128
 
 struct db {
-    sqlite3 *conn;                 /* the one connection */
-    pthread_mutex_t lock;          /* recursive: guards conn and the cache */
-    int tx_depth;                  /* nesting of db_tx_begin */
+    sqlite3 *conn;        /* the one connection */
+    pthread_mutex_t lock; /* recursive: guards conn and the cache */
+    int tx_depth;         /* nesting of db_tx_begin */
     struct {
-        const char *sql;           /* static string; compared by address */
+        const char *sql; /* static string; compared by address */
         sqlite3_stmt *stmt;
-    } cache[DB_STMT_CACHE];        /* prepared statements, kept for reuse */
+    } cache[DB_STMT_CACHE]; /* prepared statements, kept for reuse */
 };
 
 void db_lock(struct db *db);

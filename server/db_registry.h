@@ -53,8 +53,8 @@ int db_version_latest(struct db *db, int64_t model_id, int64_t *latest);
 /* Inserts a version. EF_ESTALE when version is not above the latest one
  * (checked in the same transaction), EF_EEXIST on a duplicate. *id may be NULL. */
 int db_version_insert(struct db *db, int64_t model_id, int64_t version, const char *sha256,
-                      int64_t size, const char *backend, const char *manifest,
-                      size_t manifest_len, const char *signature, int64_t now, int64_t *id);
+                      int64_t size, const char *backend, const char *manifest, size_t manifest_len,
+                      const char *signature, int64_t now, int64_t *id);
 
 /* Fills *out with a version by model name and number, or by row id. EF_ENOENT.
  * The caller calls db_version_clear. */

@@ -194,8 +194,8 @@ enum MHD_Result http_reply_file(struct request *req, const char *path, const cha
         return http_reply_error(req, 500, "internal", "stored file is missing");
     }
     /* Devices resume interrupted downloads with a Range from what they hold. */
-    int range = range_parse(http_header(req, MHD_HTTP_HEADER_RANGE), (uint64_t)st.st_size, &first,
-                            &last);
+    int range =
+        range_parse(http_header(req, MHD_HTTP_HEADER_RANGE), (uint64_t)st.st_size, &first, &last);
     if (range < 0) {
         close(fd);
         snprintf(content_range, sizeof(content_range), "bytes */%lld", (long long)st.st_size);
@@ -274,8 +274,8 @@ bool http_json_body_or_reply(struct request *req, json_t **out)
     if (rc != 0) {
         /* Jansson refuses bare values ("x", 42) by default: valid JSON, wrong
          * shape, so they get the same answer as an array would. */
-        json_t *any = json_loadb(req->body, req->body_len,
-                                 JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+        json_t *any =
+            json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
         if (any) {
             json_decref(any);
             http_reply_error(req, 400, "bad_request", "the body must be a JSON object");
@@ -324,8 +324,8 @@ static bool pattern_match(const char *pattern, const char *path,
 }
 
 const struct route *http_route_find(const char *method, const char *path,
-                                      char params[HTTP_MAX_PARAMS][HTTP_PARAM_SIZE],
-                                      char *allow, size_t allow_size)
+                                    char params[HTTP_MAX_PARAMS][HTTP_PARAM_SIZE], char *allow,
+                                    size_t allow_size)
 {
     char scratch[HTTP_MAX_PARAMS][HTTP_PARAM_SIZE];
     allow[0] = '\0';
@@ -405,8 +405,7 @@ static struct upload_part *part_for(struct request *req, const char *name, bool 
     return part;
 }
 
-static int part_append(struct request *req, struct upload_part *part, const char *data,
-                       size_t size)
+static int part_append(struct request *req, struct upload_part *part, const char *data, size_t size)
 {
     if (part->path) {
         if (part->fd < 0)
@@ -438,8 +437,8 @@ static int part_append(struct request *req, struct upload_part *part, const char
 
 static enum MHD_Result post_iterator(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *filename, const char *content_type,
-                                     const char *transfer_encoding, const char *data,
-                                     uint64_t off, size_t size)
+                                     const char *transfer_encoding, const char *data, uint64_t off,
+                                     size_t size)
 {
     struct request *req = cls;
     if (req->upload_error)
@@ -534,8 +533,8 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
         auth_describe(&req->who, actor, sizeof(actor));
     if (ef_log_enabled(level))
         ef_log(level, "http_request", "method=%s path=%s status=%u actor=%s us=%lld", req->method,
-               ef_log_quote(req->path, path, sizeof(path)),
-               req->status, ef_log_quote(actor, actor_q, sizeof(actor_q)),
+               ef_log_quote(req->path, path, sizeof(path)), req->status,
+               ef_log_quote(actor, actor_q, sizeof(actor_q)),
                (long long)(mono_us() - req->started_us));
     if (audited) {
         char action[160];
@@ -588,8 +587,8 @@ static enum MHD_Result request_begin(struct server *srv, struct MHD_Connection *
             return http_reply_error(req, 401, "unauthenticated",
                                     "this route needs an Authorization: Bearer token");
         if (!access_allows(req->route->access, &req->who))
-            return http_reply_error(req, 403, "forbidden",
-                                    "this token may not call %s %s", method, req->route->pattern);
+            return http_reply_error(req, 403, "forbidden", "this token may not call %s %s", method,
+                                    req->route->pattern);
     }
 
     const char *ctype = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -626,8 +625,8 @@ static enum MHD_Result request_begin(struct server *srv, struct MHD_Connection *
  * queues responses before or after the body), so errors wait for the end. */
 static void request_body(struct request *req, const char *data, size_t size)
 {
-    size_t limit = req->route->body == BODY_MULTIPART ? req->srv->cfg.max_upload
-                                                      : req->srv->cfg.max_json;
+    size_t limit =
+        req->route->body == BODY_MULTIPART ? req->srv->cfg.max_upload : req->srv->cfg.max_json;
     if (req->body_too_large || req->body_len + size > limit) {
         req->body_too_large = true;
         return;
@@ -651,9 +650,9 @@ static void request_body(struct request *req, const char *data, size_t size)
 static enum MHD_Result request_end(struct request *req)
 {
     if (req->body_too_large)
-        return http_reply_error(req, 413, "payload_too_large", "the body may have at most %zu bytes",
-                                req->route->body == BODY_MULTIPART ? req->srv->cfg.max_upload
-                                                                   : req->srv->cfg.max_json);
+        return http_reply_error(
+            req, 413, "payload_too_large", "the body may have at most %zu bytes",
+            req->route->body == BODY_MULTIPART ? req->srv->cfg.max_upload : req->srv->cfg.max_json);
     if (req->route->body == BODY_MULTIPART)
         parts_finish(req);
     switch (req->upload_error) {
@@ -664,8 +663,9 @@ static enum MHD_Result request_end(struct request *req)
                                 "a form field may have at most %u bytes", HTTP_MAX_MEMORY_PART);
     case EF_EPARSE:
     case EF_EINVAL:
-        return http_reply_error(req, 400, "bad_request",
-                                "the multipart body is malformed or has too many or repeated parts");
+        return http_reply_error(
+            req, 400, "bad_request",
+            "the multipart body is malformed or has too many or repeated parts");
     default:
         return http_reply_ef_error(req, req->upload_error, "could not receive the upload");
     }
@@ -719,9 +719,8 @@ int http_start(struct server *srv, struct http **out)
     h->srv = srv;
     h->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, srv->cfg.listen_port, NULL, NULL,
-        access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv->cfg.threads,
+        access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv->cfg.threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg.timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_END);

@@ -46,11 +46,11 @@ enum access {
 typedef enum MHD_Result (*route_handler)(struct request *req);
 
 struct route {
-    const char *method;     /* "GET", "POST", "PATCH", "DELETE" */
-    const char *pattern;    /* "/api/v1/models/{name}"; a {x} segment captures one segment */
-    unsigned access;        /* enum access bits */
-    enum body_kind body;    /* what body the route takes */
-    route_handler handle;   /* runs once the body is complete */
+    const char *method;   /* "GET", "POST", "PATCH", "DELETE" */
+    const char *pattern;  /* "/api/v1/models/{name}"; a {x} segment captures one segment */
+    unsigned access;      /* enum access bits */
+    enum body_kind body;  /* what body the route takes */
+    route_handler handle; /* runs once the body is complete */
 };
 
 /* The static route table, terminated by an entry with method NULL. */
@@ -62,40 +62,40 @@ extern const struct route routes[];
 /* One part of a multipart body. A part with a filename is streamed to a
  * temporary file (path, size, sha256); any other part is held in memory. */
 struct upload_part {
-    char name[32];            /* form field name */
-    char *data;               /* in-memory value (NUL-terminated), or NULL */
-    size_t size;              /* bytes received */
-    char *path;               /* temporary file, or NULL; removed when the request ends */
-    int fd;                   /* open while the file part is being received, else -1 */
-    struct ef_sha256 hash;    /* running hash of a file part */
+    char name[32];               /* form field name */
+    char *data;                  /* in-memory value (NUL-terminated), or NULL */
+    size_t size;                 /* bytes received */
+    char *path;                  /* temporary file, or NULL; removed when the request ends */
+    int fd;                      /* open while the file part is being received, else -1 */
+    struct ef_sha256 hash;       /* running hash of a file part */
     char sha256[EF_HEX256_SIZE]; /* of a file part, once complete */
 };
 /* In-memory parts (meta, manifest, signature) are bounded separately from files. */
 #define HTTP_MAX_MEMORY_PART (4u << 20)
-#define HTTP_MAX_PARTS 4
+#define HTTP_MAX_PARTS       4
 
 /* Per-request state, MHD's con_cls: created on the first callback, freed in
  * the completion callback. */
 struct request {
-    struct server *srv;              /* borrowed */
-    struct MHD_Connection *conn;     /* borrowed */
-    const struct route *route;       /* matched route */
-    const char *method;              /* borrowed from MHD */
-    const char *path;                /* borrowed from MHD */
-    char allow[64];                  /* methods of this path, when the method did not match */
+    struct server *srv;          /* borrowed */
+    struct MHD_Connection *conn; /* borrowed */
+    const struct route *route;   /* matched route */
+    const char *method;          /* borrowed from MHD */
+    const char *path;            /* borrowed from MHD */
+    char allow[64];              /* methods of this path, when the method did not match */
     char params[HTTP_MAX_PARAMS][HTTP_PARAM_SIZE]; /* captured {x} segments, in order */
-    struct principal who;            /* the authenticated caller */
-    char *body;                      /* JSON body, NUL-terminated, owned */
-    size_t body_len;                 /* bytes of body */
-    bool body_too_large;             /* the body went over the route's limit */
-    struct MHD_PostProcessor *post;  /* multipart parser, owned */
+    struct principal who;                          /* the authenticated caller */
+    char *body;                                    /* JSON body, NUL-terminated, owned */
+    size_t body_len;                               /* bytes of body */
+    bool body_too_large;                           /* the body went over the route's limit */
+    struct MHD_PostProcessor *post;                /* multipart parser, owned */
     struct upload_part parts[HTTP_MAX_PARTS];
     size_t part_count;
-    int upload_error;                /* first EF_E* error while receiving parts */
-    unsigned status;                 /* status answered, for the log and audit */
-    enum MHD_Result replied;         /* what queueing the answer returned */
-    char audit_detail[256];          /* what the handler wants in the audit row */
-    int64_t started_us;              /* monotonic, for the request log */
+    int upload_error;        /* first EF_E* error while receiving parts */
+    unsigned status;         /* status answered, for the log and audit */
+    enum MHD_Result replied; /* what queueing the answer returned */
+    char audit_detail[256];  /* what the handler wants in the audit row */
+    int64_t started_us;      /* monotonic, for the request log */
 };
 
 /* Starts the daemon on cfg.listen_host:listen_port (epoll, thread pool);

@@ -246,10 +246,10 @@ static int cmd_init(struct server_config *cfg)
     }
     ef_keypair_generate(&release);
     ef_keypair_generate(&server);
-    if ((rc = ef_keypair_save(&release, data_path(cfg, SERVER_RELEASE_KEY_FILE, path,
-                                                  sizeof(path)))) != 0 ||
-        (rc = ef_keypair_save(&server, data_path(cfg, SERVER_SERVER_KEY_FILE, path,
-                                                 sizeof(path)))) != 0) {
+    if ((rc = ef_keypair_save(&release,
+                              data_path(cfg, SERVER_RELEASE_KEY_FILE, path, sizeof(path)))) != 0 ||
+        (rc = ef_keypair_save(&server,
+                              data_path(cfg, SERVER_SERVER_KEY_FILE, path, sizeof(path)))) != 0) {
         fprintf(stderr, "edgefleet-server: cannot write %s: %s\n", path, ef_strerror(rc));
         goto out;
     }
@@ -284,8 +284,8 @@ static void redact_url(const char *url, char *buf, size_t size)
 {
     const char *at = url ? strrchr(url, '@') : NULL;
     const char *scheme_end = url ? strstr(url, "://") : NULL;
-    const char *colon = scheme_end && at ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3))
-                                         : NULL;
+    const char *colon =
+        scheme_end && at ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)) : NULL;
     if (!url)
         snprintf(buf, size, "none");
     else if (colon)
@@ -351,8 +351,8 @@ static int cmd_serve(struct server *srv)
     int rc, sig = 0, from = 0, to = 0;
     block_signals(&signals);
     srv->started_ms = ef_now_ms();
-    if ((rc = ef_keypair_load(&srv->release_key, data_path(&srv->cfg, SERVER_RELEASE_KEY_FILE,
-                                                           path, sizeof(path)))) != 0 ||
+    if ((rc = ef_keypair_load(&srv->release_key, data_path(&srv->cfg, SERVER_RELEASE_KEY_FILE, path,
+                                                           sizeof(path)))) != 0 ||
         (rc = ef_keypair_load(&srv->server_key, data_path(&srv->cfg, SERVER_SERVER_KEY_FILE, path,
                                                           sizeof(path)))) != 0) {
         fprintf(stderr, "edgefleet-server: cannot load %s: %s (run init first?)\n", path,
@@ -388,8 +388,8 @@ static int cmd_serve(struct server *srv)
         goto out;
     }
     if (srv->cfg.mqtt_url &&
-        (rc = mqtt_start(srv, srv->cfg.mqtt_url,
-                         srv->cfg.mqtt_password_file ? mqtt_password : NULL, &srv->mqtt)) != 0) {
+        (rc = mqtt_start(srv, srv->cfg.mqtt_url, srv->cfg.mqtt_password_file ? mqtt_password : NULL,
+                         &srv->mqtt)) != 0) {
         fprintf(stderr, "edgefleet-server: cannot use broker %s: %s\n", mqtt_shown,
                 ef_strerror(rc));
         goto out;
@@ -397,8 +397,7 @@ static int cmd_serve(struct server *srv)
     /* Before the HTTP API, whose rollout routes use it; after the broker
      * client it publishes through. */
     if ((rc = rollout_engine_start(srv, &srv->rollouts)) != 0) {
-        fprintf(stderr, "edgefleet-server: cannot start the rollout engine: %s\n",
-                ef_strerror(rc));
+        fprintf(stderr, "edgefleet-server: cannot start the rollout engine: %s\n", ef_strerror(rc));
         goto out;
     }
     /* The dashboard is optional where it was not asked for: a server whose

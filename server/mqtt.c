@@ -29,7 +29,7 @@
 /* A dynamic-security command document: a few commands of one device. */
 #define MQTT_MAX_CONTROL_PAYLOAD (64u << 10)
 
-#define MQTT_KEEPALIVE_S 30
+#define MQTT_KEEPALIVE_S     30
 #define MQTT_RECONNECT_MIN_S 1
 #define MQTT_RECONNECT_MAX_S 30
 
@@ -144,8 +144,7 @@ static void handle_status(struct mqtt *m, const char *device_id, const char *pay
 }
 
 /* `reported`: a deployment state change (report.h). */
-static void handle_reported(struct mqtt *m, const char *device_id, const char *payload,
-                            size_t len)
+static void handle_reported(struct mqtt *m, const char *device_id, const char *payload, size_t len)
 {
     char msg[160];
     struct report r;
@@ -156,8 +155,8 @@ static void handle_reported(struct mqtt *m, const char *device_id, const char *p
                 ef_log_quote(msg, quoted, sizeof(quoted)));
         return;
     }
-    rc = db_device_report(m->srv->db, device_id, ef_slot_name(r.slot), r.model, r.version,
-                          r.state, r.reason[0] ? r.reason : NULL, ef_now_ms());
+    rc = db_device_report(m->srv->db, device_id, ef_slot_name(r.slot), r.model, r.version, r.state,
+                          r.reason[0] ? r.reason : NULL, ef_now_ms());
     if (rc != 0)
         ef_log(rc == EF_ENOENT ? EF_LOG_DEBUG : EF_LOG_WARN, "mqtt_report_ignored",
                "device=%s error=%s", device_id, ef_errname(rc));
@@ -188,8 +187,8 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     else if (strcmp(leaf, "reported") == 0)
         handle_reported(m, device_id, msg->payload, (size_t)msg->payloadlen);
     else if (strcmp(leaf, "telemetry") == 0) /* queued; malformed and dropped are counted */
-        (void)telemetry_submit(m->srv->telemetry, device_id, msg->payload,
-                               (size_t)msg->payloadlen, ef_now_ms());
+        (void)telemetry_submit(m->srv->telemetry, device_id, msg->payload, (size_t)msg->payloadlen,
+                               ef_now_ms());
 }
 
 int mqtt_start(struct server *srv, const char *url, const char *password, struct mqtt **out)

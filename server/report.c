@@ -10,15 +10,14 @@
 /* schema/json/reported.schema.json: the device action states of DESIGN.md
  * less `pending` (only the server sets it), plus the agent's own steps. */
 static const char *const known_states[] = {
-    "notified", "downloading", "verifying",   "staged",    "self-test",
-    "active",   "committed",   "rolled_back", "cancelled", "failed", NULL,
+    "notified",  "downloading", "verifying", "staged", "self-test", "active",
+    "committed", "rolled_back", "cancelled", "failed", NULL,
 };
 
-int report_parse(const char *payload, size_t len, struct report *out, char *msg,
-                 size_t msg_size)
+int report_parse(const char *payload, size_t len, struct report *out, char *msg, size_t msg_size)
 {
-    static const char *const allowed[] = {"slot", "model", "version", "state", "reason", "seq",
-                                          NULL};
+    static const char *const allowed[] = {"slot",   "model", "version", "state",
+                                          "reason", "seq",   NULL};
     const char *slot, *model, *state, *reason = NULL, *unknown = NULL;
     json_int_t version;
     json_t *doc = NULL;

@@ -4,7 +4,7 @@
  */
 #include "server/api.h"
 
-#define ANY_API (ACCESS_VIEWER)
+#define ANY_API       (ACCESS_VIEWER)
 #define READ_ARTIFACT (ACCESS_VIEWER | ACCESS_DEVICE)
 
 const struct route routes[] = {
@@ -16,8 +16,7 @@ const struct route routes[] = {
     {"GET", "/api/v1/models", ANY_API, BODY_NONE, api_models_list},
     {"POST", "/api/v1/models", ACCESS_OPERATOR, BODY_JSON, api_models_create},
     {"GET", "/api/v1/models/{name}", ANY_API, BODY_NONE, api_model_show},
-    {"POST", "/api/v1/models/{name}/versions", ACCESS_OPERATOR, BODY_MULTIPART,
-     api_version_create},
+    {"POST", "/api/v1/models/{name}/versions", ACCESS_OPERATOR, BODY_MULTIPART, api_version_create},
     {"GET", "/api/v1/models/{name}/versions/{version}", ANY_API, BODY_NONE, api_version_show},
     {"GET", "/api/v1/models/{name}/versions/{version}/manifest", READ_ARTIFACT, BODY_NONE,
      api_version_manifest},
@@ -33,8 +32,7 @@ const struct route routes[] = {
     {"GET", "/api/v1/devices/{id}", ANY_API, BODY_NONE, api_device_show},
     {"PATCH", "/api/v1/devices/{id}", ACCESS_OPERATOR, BODY_JSON, api_device_update},
     {"DELETE", "/api/v1/devices/{id}", ACCESS_OPERATOR, BODY_NONE, api_device_remove},
-    {"GET", "/api/v1/devices/{id}/desired", ANY_API | ACCESS_DEVICE, BODY_NONE,
-     api_device_desired},
+    {"GET", "/api/v1/devices/{id}/desired", ANY_API | ACCESS_DEVICE, BODY_NONE, api_device_desired},
 
     {"GET", "/api/v1/rings", ANY_API, BODY_NONE, api_rings_list},
     {"POST", "/api/v1/rings", ACCESS_OPERATOR, BODY_JSON, api_rings_create},

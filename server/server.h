@@ -21,31 +21,31 @@ struct telemetry;
 struct web;
 
 struct server_config {
-    const char *data_dir;     /* holds edgefleet.db, keys/, store/, tmp/ */
-    char listen_host[64];     /* address to bind, e.g. 127.0.0.1 */
-    uint16_t listen_port;     /* TCP port */
-    const char *mqtt_url;     /* mqtt://[user@]host:port, or NULL to run without a broker */
+    const char *data_dir;           /* holds edgefleet.db, keys/, store/, tmp/ */
+    char listen_host[64];           /* address to bind, e.g. 127.0.0.1 */
+    uint16_t listen_port;           /* TCP port */
+    const char *mqtt_url;           /* mqtt://[user@]host:port, or NULL to run without a broker */
     const char *mqtt_password_file; /* the broker password, or NULL */
-    const char *web_dir;      /* the dashboard's files (index.html, assets/) */
-    const char *node_modules; /* npm's node_modules, where uplot/dist is */
-    bool web_dir_given;       /* --web-dir was given: serve fails when it is unusable */
-    size_t max_upload;        /* bytes, largest artifact accepted */
-    size_t max_json;          /* bytes, largest JSON request body */
-    unsigned threads;         /* HTTP worker threads */
-    unsigned max_connections; /* concurrent HTTP connections */
-    unsigned timeout_s;       /* idle HTTP connection timeout, seconds */
-    unsigned rollout_tick_ms; /* rollout engine period, milliseconds */
+    const char *web_dir;            /* the dashboard's files (index.html, assets/) */
+    const char *node_modules;       /* npm's node_modules, where uplot/dist is */
+    bool web_dir_given;             /* --web-dir was given: serve fails when it is unusable */
+    size_t max_upload;              /* bytes, largest artifact accepted */
+    size_t max_json;                /* bytes, largest JSON request body */
+    unsigned threads;               /* HTTP worker threads */
+    unsigned max_connections;       /* concurrent HTTP connections */
+    unsigned timeout_s;             /* idle HTTP connection timeout, seconds */
+    unsigned rollout_tick_ms;       /* rollout engine period, milliseconds */
     unsigned telemetry_retention_h; /* hours raw telemetry windows are kept */
 };
 
 /* Counters exported at /metrics; updated from any thread. */
 struct server_stats {
-    atomic_uint_fast64_t http_requests;      /* requests answered */
-    atomic_uint_fast64_t http_errors;        /* answered with status >= 400 */
-    atomic_uint_fast64_t http_not_modified;  /* desired-state polls answered 304 */
-    atomic_uint_fast64_t mqtt_messages_in;   /* device messages received */
-    atomic_uint_fast64_t mqtt_publishes;     /* assignments and events published */
-    atomic_uint_fast64_t assignments_issued; /* signed assignments written */
+    atomic_uint_fast64_t http_requests;         /* requests answered */
+    atomic_uint_fast64_t http_errors;           /* answered with status >= 400 */
+    atomic_uint_fast64_t http_not_modified;     /* desired-state polls answered 304 */
+    atomic_uint_fast64_t mqtt_messages_in;      /* device messages received */
+    atomic_uint_fast64_t mqtt_publishes;        /* assignments and events published */
+    atomic_uint_fast64_t assignments_issued;    /* signed assignments written */
     atomic_uint_fast64_t telemetry_received;    /* windows queued for the writer */
     atomic_uint_fast64_t telemetry_malformed;   /* payloads the parser refused */
     atomic_uint_fast64_t telemetry_dropped;     /* windows dropped: queue full */
@@ -59,25 +59,25 @@ struct server_stats {
 
 struct server {
     struct server_config cfg;
-    struct db *db;                 /* SQLite store, owned */
-    struct checkin *checkin;       /* device check-in cache over db, owned */
-    struct store *store;           /* artifact store, owned */
-    struct mqtt *mqtt;             /* broker client, owned; NULL without a broker */
-    struct http *http;             /* HTTP daemon, owned */
+    struct db *db;                   /* SQLite store, owned */
+    struct checkin *checkin;         /* device check-in cache over db, owned */
+    struct store *store;             /* artifact store, owned */
+    struct mqtt *mqtt;               /* broker client, owned; NULL without a broker */
+    struct http *http;               /* HTTP daemon, owned */
     struct rollout_engine *rollouts; /* rollout engine thread, owned */
-    struct telemetry *telemetry;   /* telemetry writer, owned; NULL until started */
-    struct web *web;               /* the dashboard's files, owned; NULL when not installed */
-    struct ef_keypair release_key; /* signs manifests */
-    struct ef_keypair server_key;  /* signs assignments */
-    int64_t started_ms;            /* Unix ms, for uptime */
+    struct telemetry *telemetry;     /* telemetry writer, owned; NULL until started */
+    struct web *web;                 /* the dashboard's files, owned; NULL when not installed */
+    struct ef_keypair release_key;   /* signs manifests */
+    struct ef_keypair server_key;    /* signs assignments */
+    int64_t started_ms;              /* Unix ms, for uptime */
     struct server_stats stats;
 };
 
 /* File names inside the data directory. */
-#define SERVER_DB_FILE "edgefleet.db"
+#define SERVER_DB_FILE          "edgefleet.db"
 #define SERVER_RELEASE_KEY_FILE "keys/release.key"
-#define SERVER_SERVER_KEY_FILE "keys/server.key"
-#define SERVER_STORE_DIR "store"
-#define SERVER_TMP_DIR "tmp"
+#define SERVER_SERVER_KEY_FILE  "keys/server.key"
+#define SERVER_STORE_DIR        "store"
+#define SERVER_TMP_DIR          "tmp"
 
 #endif

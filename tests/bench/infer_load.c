@@ -76,33 +76,33 @@
 #define HIST_BUCKETS (2 * HIST_SUB + 57 * HIST_SUB)
 
 struct histogram {
-    uint64_t count;                 /* samples */
-    uint64_t max_ns;                /* exact */
-    double sum_ns;                  /* for the mean */
-    uint64_t bucket[HIST_BUCKETS];  /* samples per bucket */
+    uint64_t count;                /* samples */
+    uint64_t max_ns;               /* exact */
+    double sum_ns;                 /* for the mean */
+    uint64_t bucket[HIST_BUCKETS]; /* samples per bucket */
 };
 
 /* One bucket of the timeline, by the time the answers were read. */
 struct tick {
     uint64_t answers;
     uint64_t failed;
-    uint64_t max_ns;                  /* longest latency answered in it */
+    uint64_t max_ns;                    /* longest latency answered in it */
     uint64_t per_model[MAX_MODELS + 1]; /* answers by model index; the last: other */
 };
 
 struct conn {
-    int fd;             /* -1 once closed */
-    uint64_t *sent_ns;  /* FIFO of send times of the requests in flight, window long */
-    size_t head;        /* oldest in flight */
-    size_t inflight;    /* requests written (or queued to be) and not answered */
-    char *out;          /* bytes of requests not yet written */
-    size_t out_len;     /* bytes pending in out */
-    size_t out_off;     /* bytes of out already written */
-    char *in;           /* answer bytes read, not yet a whole line */
-    size_t in_len;      /* bytes in in */
-    size_t in_cap;      /* size of in */
-    int model;          /* index of the model of its last answer, -1 before any */
-    bool saw_b;         /* it has been answered by model B */
+    int fd;            /* -1 once closed */
+    uint64_t *sent_ns; /* FIFO of send times of the requests in flight, window long */
+    size_t head;       /* oldest in flight */
+    size_t inflight;   /* requests written (or queued to be) and not answered */
+    char *out;         /* bytes of requests not yet written */
+    size_t out_len;    /* bytes pending in out */
+    size_t out_off;    /* bytes of out already written */
+    char *in;          /* answer bytes read, not yet a whole line */
+    size_t in_len;     /* bytes in in */
+    size_t in_cap;     /* size of in */
+    int model;         /* index of the model of its last answer, -1 before any */
+    bool saw_b;        /* it has been answered by model B */
 };
 
 struct options {
@@ -122,36 +122,36 @@ struct options {
 
 struct load {
     struct options opt;
-    char *request;        /* one request line, newline included */
-    size_t request_len;   /* its bytes */
-    size_t input_size;    /* numbers in the input vector */
-    struct conn *conns;   /* opt.connections of them */
-    struct pollfd *pfds;  /* one per connection */
-    bool recording;       /* the measurement has started */
-    bool sending;         /* new requests are sent */
-    uint64_t t0_ns;       /* start of the measurement (monotonic) */
-    uint64_t stop_ns;     /* end of the measurement, 0 while it runs */
-    uint64_t mark_ns;     /* SIGUSR2, 0 when none */
-    uint64_t sent;        /* requests sent during the measurement */
+    char *request;             /* one request line, newline included */
+    size_t request_len;        /* its bytes */
+    size_t input_size;         /* numbers in the input vector */
+    struct conn *conns;        /* opt.connections of them */
+    struct pollfd *pfds;       /* one per connection */
+    bool recording;            /* the measurement has started */
+    bool sending;              /* new requests are sent */
+    uint64_t t0_ns;            /* start of the measurement (monotonic) */
+    uint64_t stop_ns;          /* end of the measurement, 0 while it runs */
+    uint64_t mark_ns;          /* SIGUSR2, 0 when none */
+    uint64_t sent;             /* requests sent during the measurement */
     uint64_t answered_in_time; /* answers read before stop_ns */
-    uint64_t answered;    /* answers to measured requests, drain included */
-    uint64_t failed;      /* of which failed (error, bad answer or unexpected model) */
-    uint64_t bad_answers; /* not a JSON object with output and model */
-    uint64_t unexpected;  /* answers from an unexpected model */
-    uint64_t lost;        /* measured requests never answered */
+    uint64_t answered;         /* answers to measured requests, drain included */
+    uint64_t failed;           /* of which failed (error, bad answer or unexpected model) */
+    uint64_t bad_answers;      /* not a JSON object with output and model */
+    uint64_t unexpected;       /* answers from an unexpected model */
+    uint64_t lost;             /* measured requests never answered */
     uint64_t switch_count;
     char *models[MAX_MODELS]; /* model ids seen, by index */
     size_t model_count;
     uint64_t model_answers[MAX_MODELS + 1]; /* the last: other */
-    int model_a, model_b;     /* expected model indexes, -1 unknown */
-    char *codes[MAX_CODES];   /* error codes seen */
-    uint64_t code_count[MAX_CODES + 1]; /* the last: other */
+    int model_a, model_b;                   /* expected model indexes, -1 unknown */
+    char *codes[MAX_CODES];                 /* error codes seen */
+    uint64_t code_count[MAX_CODES + 1];     /* the last: other */
     size_t codes_used;
-    json_t *switches;     /* array of the first MAX_SWITCHES switches */
+    json_t *switches; /* array of the first MAX_SWITCHES switches */
     struct histogram all, before_mark, after_mark;
-    struct tick *ticks;   /* the timeline */
-    size_t tick_count;    /* buckets in use */
-    size_t tick_cap;      /* buckets allocated */
+    struct tick *ticks;     /* the timeline */
+    size_t tick_count;      /* buckets in use */
+    size_t tick_cap;        /* buckets allocated */
     struct rusage ru0, ru1; /* the generator's CPU at start and stop */
 };
 
@@ -460,12 +460,12 @@ static bool model_expected(struct load *l, struct conn *c, int m, uint64_t t)
     if (c->model >= 0 && m != c->model) {
         l->switch_count++;
         if (json_array_size(l->switches) < MAX_SWITCHES)
-            json_array_append_new(
-                l->switches,
-                json_pack("{s:I, s:f, s:s, s:s}", "connection", (json_int_t)(c - l->conns), "t_ms",
-                          (double)(int64_t)(t - l->t0_ns) / 1e6, "from",
-                          c->model < MAX_MODELS ? l->models[c->model] : "other", "to",
-                          m < MAX_MODELS ? l->models[m] : "other"));
+            json_array_append_new(l->switches,
+                                  json_pack("{s:I, s:f, s:s, s:s}", "connection",
+                                            (json_int_t)(c - l->conns), "t_ms",
+                                            (double)(int64_t)(t - l->t0_ns) / 1e6, "from",
+                                            c->model < MAX_MODELS ? l->models[c->model] : "other",
+                                            "to", m < MAX_MODELS ? l->models[m] : "other"));
     }
     if (m == l->model_b)
         c->saw_b = true;
@@ -667,7 +667,8 @@ static void report(struct load *l)
     for (size_t i = 0; i < l->model_count; i++)
         json_object_set_new(models, l->models[i], json_integer((json_int_t)l->model_answers[i]));
     if (l->model_answers[MAX_MODELS])
-        json_object_set_new(models, "other", json_integer((json_int_t)l->model_answers[MAX_MODELS]));
+        json_object_set_new(models, "other",
+                            json_integer((json_int_t)l->model_answers[MAX_MODELS]));
     for (size_t i = 0; i < l->codes_used; i++)
         json_object_set_new(codes, l->codes[i], json_integer((json_int_t)l->code_count[i]));
     if (l->code_count[MAX_CODES])
@@ -678,10 +679,10 @@ static void report(struct load *l)
         for (size_t m = 0; m < l->model_count; m++)
             if (k->per_model[m])
                 json_object_set_new(per, l->models[m], json_integer((json_int_t)k->per_model[m]));
-        json_array_append_new(timeline, json_pack("[I, I, I, o, o]",
-                                                  (json_int_t)(i * l->opt.timeline_ms),
-                                                  (json_int_t)k->answers, (json_int_t)k->failed,
-                                                  us((double)k->max_ns), per));
+        json_array_append_new(timeline,
+                              json_pack("[I, I, I, o, o]", (json_int_t)(i * l->opt.timeline_ms),
+                                        (json_int_t)k->answers, (json_int_t)k->failed,
+                                        us((double)k->max_ns), per));
     }
     double user = cpu_s(&l->ru0.ru_utime, &l->ru1.ru_utime);
     double sys = cpu_s(&l->ru0.ru_stime, &l->ru1.ru_stime);
@@ -697,11 +698,11 @@ static void report(struct load *l)
         (json_int_t)l->lost, "errors", codes, "bad_answers", (json_int_t)l->bad_answers,
         "unexpected_model", (json_int_t)l->unexpected, "models", models, "model_a",
         l->model_a >= 0 && l->model_a < MAX_MODELS ? l->models[l->model_a] : NULL, "model_b",
-        l->model_b >= 0 && l->model_b < MAX_MODELS ? l->models[l->model_b] : NULL,
-        "switch_count", (json_int_t)l->switch_count, "switches", json_incref(l->switches),
-        "cpu", "user_s", user, "system_s", sys, "us_per_answer",
-        l->answered_in_time ? (user + sys) * 1e6 / (double)l->answered_in_time : 0.0,
-        "timeline_ms", (json_int_t)l->opt.timeline_ms, "timeline", timeline);
+        l->model_b >= 0 && l->model_b < MAX_MODELS ? l->models[l->model_b] : NULL, "switch_count",
+        (json_int_t)l->switch_count, "switches", json_incref(l->switches), "cpu", "user_s", user,
+        "system_s", sys, "us_per_answer",
+        l->answered_in_time ? (user + sys) * 1e6 / (double)l->answered_in_time : 0.0, "timeline_ms",
+        (json_int_t)l->opt.timeline_ms, "timeline", timeline);
     if (out && l->mark_ns) {
         json_object_set_new(out, "mark_ms", json_real((double)(l->mark_ns - l->t0_ns) / 1e6));
         json_object_set_new(out, "before_mark", hist_json(&l->before_mark));

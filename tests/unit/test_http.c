@@ -52,9 +52,9 @@ static void test_unknown_paths_do_not_match(void **state)
 {
     assert_null(find("GET", "/api/v1/nothing"));
     assert_string_equal(allow, "");
-    assert_null(find("GET", "/api/v1/models/"));   /* empty segment */
+    assert_null(find("GET", "/api/v1/models/")); /* empty segment */
     assert_null(find("GET", "/api/v1/models//versions"));
-    assert_null(find("GET", "/healthz/"));         /* trailing slash */
+    assert_null(find("GET", "/healthz/")); /* trailing slash */
     assert_null(find("GET", "/api/v1/devices/a/b/desired"));
 }
 

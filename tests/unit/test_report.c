@@ -32,7 +32,8 @@ static void test_missing_reason_is_empty(void **state)
 {
     struct report r;
     assert_int_equal(
-        parse("{\"slot\":\"production\",\"model\":\"m\",\"version\":1,\"state\":\"committed\"}", &r),
+        parse("{\"slot\":\"production\",\"model\":\"m\",\"version\":1,\"state\":\"committed\"}",
+              &r),
         0);
     assert_string_equal(r.reason, "");
 }
@@ -52,7 +53,8 @@ static void test_pending_is_the_servers_word_not_the_devices(void **state)
         parse("{\"slot\":\"production\",\"model\":\"m\",\"version\":1,\"state\":\"pending\"}", &r),
         EF_EINVAL);
     assert_int_equal(
-        parse("{\"slot\":\"production\",\"model\":\"m\",\"version\":1,\"state\":\"self-test\"}", &r),
+        parse("{\"slot\":\"production\",\"model\":\"m\",\"version\":1,\"state\":\"self-test\"}",
+              &r),
         0);
 }
 
