@@ -85,29 +85,9 @@ SANITIZE=$(sed -n 's/^EF_SANITIZE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev
 [[ $BUILD_TYPE == Release ]] || echo "bench_agent: WARNING: $BUILD_DIR is a '$BUILD_TYPE' build, not Release" >&2
 [[ $SANITIZE != ON ]] || echo "bench_agent: WARNING: $BUILD_DIR has sanitizers on: sizes and RSS mean nothing" >&2
 
-WORK=$(mktemp -d /tmp/ef-bench-agent.XXXXXX)
-RESULTS_DIR=${RESULTS_DIR:-$BUILD_DIR/bench-results/agent-$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$RESULTS_DIR"
-PIDS=()
-
-# Stops exactly the processes this script started and has not yet waited
-# for, by PID.
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ ${EF_BENCH_KEEP:-0} == 1 ]]; then
-        echo "bench_agent: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_init agent
 
 # forget PID: a process that has been waited for is no longer ours to kill.
 forget() {
@@ -116,33 +96,6 @@ forget() {
         [[ $pid == "$1" ]] || keep+=("$pid")
     done
     PIDS=("${keep[@]}")
-}
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# json_get FIELD < JSON: prints one top-level field.
-json_get() {
-    "$PY" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
-}
-
-# shell_join ARGS...: one command line, quoted so that it can be pasted.
-shell_join() {
-    "$PY" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@"
-}
-
-wait_http() {
-    for _ in $(seq 100); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# cpu_ticks PID: user + system CPU time of the process, in clock ticks.
-cpu_ticks() {
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 
 # status_kb PID FIELD: a kB field of /proc/PID/status (VmRSS, VmHWM, ...).

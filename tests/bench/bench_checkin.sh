@@ -53,52 +53,9 @@ done
 [[ -x $PY ]] || die "$PY is needed for free ports and JSON"
 [[ -r $DATASET ]] || die "missing $DATASET (libfann-dev examples)"
 
-WORK=$(mktemp -d /tmp/ef-bench-checkin.XXXXXX)
-RESULTS_DIR=${RESULTS_DIR:-$BUILD_DIR/bench-results/checkin-$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$RESULTS_DIR"
-PIDS=()
-
-# Stops exactly the processes this script started, by PID.
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ ${EF_BENCH_KEEP:-0} == 1 ]]; then
-        echo "bench_checkin: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# json_get FIELD < JSON: prints one top-level string/number field.
-json_get() {
-    "$PY" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
-}
-
-# wait_http URL: waits up to 10 s for URL to answer at all.
-wait_http() {
-    for _ in $(seq 100); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# cpu_ticks PID: user + system CPU time the process has used, in clock ticks
-# (the fields after the command name in /proc/PID/stat: utime is the 12th).
-cpu_ticks() {
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_init checkin
 
 # metric NAME: the value of one counter at the server's /metrics.
 metric() {
@@ -190,12 +147,6 @@ for round in $(seq "$ROUNDS"); do
 done
 NM_AFTER=$(metric edgefleet_desired_not_modified_total)
 
-# ---- the report ---------------------------------------------------------
-# The device token is a secret: the printed commands show a placeholder.
-# shell_join ARGS...: one command line, quoted so that it can be pasted.
-shell_join() {
-    "$PY" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@"
-}
 wrk_cmd "URL" "$DURATION"
 WRK_SHOWN=$(shell_join "${WRK[@]}")
 WRK_SHOWN=${WRK_SHOWN//$DEVTOKEN/DEVTOKEN}

@@ -84,54 +84,10 @@ SANITIZE=$(sed -n 's/^EF_SANITIZE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev
 [[ $BUILD_TYPE == Release ]] || echo "bench_rollout: WARNING: $BUILD_DIR is a '$BUILD_TYPE' build, not Release" >&2
 [[ $SANITIZE != ON ]] || echo "bench_rollout: WARNING: $BUILD_DIR has sanitizers on: times and RSS mean little" >&2
 
-WORK=$(mktemp -d /tmp/ef-bench-rollout.XXXXXX)
-RESULTS_DIR=${RESULTS_DIR:-$BUILD_DIR/bench-results/rollout-$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$RESULTS_DIR"
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_init rollout
 REPORT=$RESULTS_DIR/report.txt
-PIDS=()
-
-# Stops exactly the processes this script started, by PID: agents first
-# (SIGTERM), then the server and the broker.
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ ${EF_BENCH_KEEP:-0} == 1 ]]; then
-        echo "bench_rollout: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-json_get() {
-    "$PY" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
-}
-
-shell_join() {
-    "$PY" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@"
-}
-
-wait_http() {
-    for _ in $(seq 100); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-cpu_ticks() {
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
 
 say() {
     echo "$*" | tee -a "$REPORT"

@@ -1,13 +1,12 @@
 /* test_db_telemetry.c - raw telemetry windows in a real SQLite database:
  * storing only enrolled devices' windows, queries and their filters, the
  * ring aggregates rollout gates read, and expiry. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/db.h"
 #include "server/db_fleet.h"
 #include "server/db_telemetry.h"
 #include "common/ef_error.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,32 +17,17 @@
 
 #include <cmocka.h>
 
+#include "db_fixture.h"
+
 #define HASH(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
 #define NOW     1763805600000LL /* 2025-11-22T10:00:00.000Z */
-
-struct fixture {
-    char dir[64]; /* mkdtemp directory holding the database */
-    struct db *db;
-};
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 /* A database with devices d1, d2 (tag site=lab, so in ring "lab" by its
  * selector), d3 (ring default) and d4 (decommissioned). */
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    char path[128];
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_db_telemetry.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(path, sizeof(path), "%s/edgefleet.db", f->dir);
-    assert_int_equal(db_open(path, &f->db), 0);
-    assert_int_equal(db_migrate(f->db, NULL, NULL), 0);
+    assert_int_equal(db_fixture_setup(state), 0);
+    struct db_fixture *f = *state;
     json_t *lab = json_pack("{s:s}", "site", "lab");
     assert_int_equal(db_ring_create(f->db, "lab", NULL, lab, NOW), 0);
     assert_int_equal(db_device_create(f->db, "d1", HASH("a1"), "default", lab, NOW), 0);
@@ -52,16 +36,6 @@ static int setup(void **state)
     assert_int_equal(db_device_create(f->db, "d4", HASH("a4"), "default", lab, NOW), 0);
     assert_int_equal(db_device_decommission(f->db, "d4", NOW), 0);
     json_decref(lab);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    db_close(f->db);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
     return 0;
 }
 
@@ -110,7 +84,7 @@ static json_t *query(struct db *db, const char *model, int64_t version, const ch
 
 static void only_enrolled_devices_are_stored(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct telemetry_window w = window("m", 1, 10, 0, 5);
     bool stored = true;
     assert_true(insert(f->db, "d1", NOW, w));
@@ -125,7 +99,7 @@ static void only_enrolled_devices_are_stored(void **state)
 
 static void inserts_batch_in_one_transaction(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     assert_int_equal(db_tx_begin(f->db), 0);
     for (int i = 0; i < 100; i++)
         assert_true(insert(f->db, "d3", NOW + i, window("m", 1, 1, 0, 1)));
@@ -144,7 +118,7 @@ static void inserts_batch_in_one_transaction(void **state)
 
 static void query_shape_and_order(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct telemetry_window full = window("thyroid", 3, 120, 2, 7);
     full.window_start = NOW - 60000 + 123;
     full.feedback = 10;
@@ -208,7 +182,7 @@ static const char *devices_of(json_t *rows, char *buf, size_t size)
 
 static void query_filters(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     char buf[256];
     assert_true(insert(f->db, "d1", NOW + 1, window("m", 1, 1, 0, 1)));
     assert_true(insert(f->db, "d2", NOW + 2, window("m", 2, 1, 0, 1)));
@@ -264,7 +238,7 @@ static void query_filters(void **state)
 
 static void ring_stats_for_gates(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     struct ring_telemetry rt;
     int64_t lab = 0, def = 0;
     assert_int_equal(db_ring_id(f->db, "lab", &lab), 0);
@@ -327,7 +301,7 @@ static void ring_stats_for_gates(void **state)
 
 static void expire_deletes_old_windows_in_chunks(void **state)
 {
-    struct fixture *f = *state;
+    struct db_fixture *f = *state;
     int64_t deleted = -1;
     assert_int_equal(db_tx_begin(f->db), 0);
     for (int i = 0; i < 25; i++)
@@ -353,12 +327,15 @@ static void expire_deletes_old_windows_in_chunks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(only_enrolled_devices_are_stored, setup, teardown),
-        cmocka_unit_test_setup_teardown(inserts_batch_in_one_transaction, setup, teardown),
-        cmocka_unit_test_setup_teardown(query_shape_and_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(query_filters, setup, teardown),
-        cmocka_unit_test_setup_teardown(ring_stats_for_gates, setup, teardown),
-        cmocka_unit_test_setup_teardown(expire_deletes_old_windows_in_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(only_enrolled_devices_are_stored, setup,
+                                        db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(inserts_batch_in_one_transaction, setup,
+                                        db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(query_shape_and_order, setup, db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(query_filters, setup, db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(ring_stats_for_gates, setup, db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(expire_deletes_old_windows_in_chunks, setup,
+                                        db_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
