@@ -7,6 +7,7 @@
 #ifndef EF_AGENT_AGENT_H
 #define EF_AGENT_AGENT_H
 
+#include "common/assignment.h"
 #include "common/crypto.h"
 #include "common/topic.h"
 
@@ -22,6 +23,8 @@ struct serve;
 struct metrics;
 struct inbox;
 struct enrollment;
+struct collect;
+struct model;
 
 /* Flags and config file keys have the same names (see agent/config.c). */
 struct agent_config {
@@ -37,6 +40,7 @@ struct agent_config {
     char release_key[EF_PK_B64_SIZE]; /* pinned keys given at install, "" to learn */
     char server_key[EF_PK_B64_SIZE];
     unsigned metrics_interval_s; /* telemetry window, default 60 */
+    double shadow_share;         /* share of inferences the shadow model also runs, default 1 */
     unsigned poll_interval_s;    /* GET /desired on this slow timer, default 300 */
     unsigned trial_s;            /* trial window after a swap, default 30 */
     unsigned trial_min_requests; /* judge the trial only after this many, default 20 */
@@ -45,6 +49,7 @@ struct agent_config {
     double trial_max_p99_ratio;  /* breach above this many times the previous p99, default 10 */
     unsigned download_floor_bps; /* abort downloads slower than this ... default 1024 */
     unsigned download_floor_s;   /* ... for this long, default 30 */
+    unsigned download_max_bps;   /* cap artifact downloads at this many bytes/s, 0: none */
 };
 
 /* What enrollment gave us, persisted in DATA_DIR/identity.json (mode 0600). */
@@ -58,6 +63,8 @@ struct identity {
 
 struct agent {
     uv_loop_t loop;
+    uv_loop_t *shared_loop; /* borrowed: when set (edgefleet-sim runs many agents on one
+                               loop), every handle goes there and loop is unused */
     struct agent_config cfg;
     struct identity id;
     struct backends *backends; /* owned */
@@ -66,6 +73,7 @@ struct agent {
     struct deploy *deploy;     /* owned: slots, state machine, serving models */
     struct serve *serve;       /* owned: the local inference endpoint */
     struct metrics *metrics;   /* owned: the current telemetry window */
+    struct collect *collect;   /* owned: data collection (policy, reservoir, uploads) */
     struct inbox *inbox;       /* owned: DATA_DIR/inbox watcher */
     uv_signal_t sigint, sigterm;
     uv_timer_t poll_timer;         /* GET /desired */
@@ -76,7 +84,18 @@ struct agent {
     bool handles_ready;            /* signals and timers initialised */
     int exit_rc;                   /* a fatal error met on the loop, 0 if none */
     bool stopping;
+    /* Called by deploy whenever the model a slot serves is set or swapped
+     * (load at start, swap, rollback, commit, unload) with what it serves
+     * now (borrowed, may be NULL); may be NULL. */
+    void (*serving_changed)(struct agent *a, enum ef_slot_kind slot, struct model *serving);
 };
+
+/* The loop every handle of this agent goes on: shared_loop when set, else
+ * its own. */
+static inline uv_loop_t *agent_loop(struct agent *a)
+{
+    return a->shared_loop ? a->shared_loop : &a->loop;
+}
 
 /* Publishes a deployment event on edgefleet/v1/devices/{id}/reported (QoS 1).
  * reason may be NULL. Never fails loudly: a lost report is re-sent by the

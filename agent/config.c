@@ -32,7 +32,10 @@ const char config_usage[] =
     "  --backend-dir DIR          backend modules (default <exe>/../lib/edgefleet)\n"
     "  --release-key B64          pin this release public key instead of learning it\n"
     "  --server-key B64           pin this server public key instead of learning it\n"
-    "  --metrics-interval S       telemetry window in seconds (default 60)\n"
+    "  --metrics-interval S       telemetry window in seconds (default 60): latency,\n"
+    "                             drift, confidence, accuracy, shadow agreement\n"
+    "  --shadow-share X           run the shadow model on this share of inferences,\n"
+    "                             0 to 1 (default 1)\n"
     "  --poll-interval S          GET /desired every S seconds (default 300)\n"
     "  --trial-seconds S          trial window after a swap (default 30)\n"
     "  --trial-min-requests N     judge a trial only after N requests (default 20)\n"
@@ -77,6 +80,7 @@ static const struct option_spec options[] = {
     STR("release-key", release_key),
     STR("server-key", server_key),
     NUM("metrics-interval", OPT_UINT, metrics_interval_s),
+    NUM("shadow-share", OPT_DOUBLE, shadow_share),
     NUM("poll-interval", OPT_UINT, poll_interval_s),
     NUM("trial-seconds", OPT_UINT, trial_s),
     NUM("trial-min-requests", OPT_UINT, trial_min_requests),
@@ -95,6 +99,7 @@ void config_defaults(struct agent_config *cfg)
     snprintf(cfg->device_class, sizeof(cfg->device_class), "default");
     snprintf(cfg->tags, sizeof(cfg->tags), "{}");
     cfg->metrics_interval_s = 60;
+    cfg->shadow_share = 1.0;
     cfg->poll_interval_s = 300;
     cfg->trial_s = 30;
     cfg->trial_min_requests = 20;
@@ -299,6 +304,14 @@ int config_check(const struct agent_config *cfg, FILE *err)
     }
     if (!ef_name_valid(cfg->device_class)) {
         fprintf(err, "edgefleet-agent: invalid device class: %s\n", cfg->device_class);
+        return EF_EINVAL;
+    }
+    if (!(cfg->shadow_share >= 0 && cfg->shadow_share <= 1)) {
+        fprintf(err, "edgefleet-agent: --shadow-share must be between 0 and 1\n");
+        return EF_EINVAL;
+    }
+    if (cfg->metrics_interval_s == 0) {
+        fprintf(err, "edgefleet-agent: --metrics-interval must be at least 1 second\n");
         return EF_EINVAL;
     }
     if (strncmp(cfg->server_url, "http://", 7) != 0 && strncmp(cfg->server_url, "https://", 8)) {

@@ -126,6 +126,15 @@ static void deploy_gc(struct deploy *d);
 
 /* ---- small helpers ---------------------------------------------------- */
 
+/* Tells the agent that what slot s serves was set or swapped (metrics and
+ * data collection follow the production model). */
+static void serving_changed(struct slot *s)
+{
+    struct agent *a = s->d->a;
+    if (a->serving_changed)
+        a->serving_changed(a, s->kind, s->serving);
+}
+
 static const char *slot_name(const struct slot *s)
 {
     return ef_slot_name(s->kind);
@@ -503,6 +512,7 @@ static void http_start(struct slot *s, enum op_kind kind, const char *url)
         }
         o.file_path = op->path;
         o.expected_size = s->manifest->size;
+        o.max_recv_bps = (long)a->cfg.download_max_bps;
     } else {
         o.max_bytes = kind == OP_MANIFEST ? EF_MANIFEST_MAX_BYTES : SIG_MAX_BYTES;
         o.timeout_ms = META_TIMEOUT_MS;
@@ -742,7 +752,7 @@ out:
 static int queue_work(struct op *op, uv_work_cb work, uv_after_work_cb after)
 {
     op_begin(op);
-    if (uv_queue_work(&op->d->a->loop, &op->work, work, after) == 0)
+    if (uv_queue_work(agent_loop(op->d->a), &op->work, work, after) == 0)
         return 0;
     op_end(op);
     return EF_EIO;
@@ -827,10 +837,11 @@ static void slot_activate(struct slot *s, struct model *candidate)
     ef_quantile_reset(&s->trial);
     s->trial_requests = s->trial_errors = 0;
     s->trial_on = true;
-    s->trial_start_ms = uv_now(&s->d->a->loop);
+    s->trial_start_ms = uv_now(agent_loop(s->d->a));
     ef_info("deploy_swap", "slot=%s serving=%s previous=%s previous_p99_ms=%.3f trial_s=%u",
             slot_name(s), candidate->id, s->last_good ? s->last_good->id : "-", s->prev_p99_ms,
             cfg->trial_s);
+    serving_changed(s);
     uv_timer_start(&s->trial_timer, on_trial_tick, tick ? tick : 1, tick ? tick : 1);
 }
 
@@ -892,6 +903,7 @@ static void slot_commit(struct slot *s)
         s->serving = s->last_good;
         s->last_good = NULL;
         model_unref(candidate);
+        serving_changed(s);
         goto out;
     }
     ef_slot_free(s->st->committed);
@@ -904,6 +916,7 @@ static void slot_commit(struct slot *s)
     s->last_good = NULL;
     /* From now on the service samples describe the new model. */
     ef_quantile_reset(&s->service);
+    serving_changed(s);
 out:
     slot_forget_manifest(s);
     deploy_gc(s->d);
@@ -921,6 +934,7 @@ static void slot_rollback(struct slot *s, const char *reason)
     ef_info("deploy_swap", "slot=%s serving=%s previous=%s rollback=yes", slot_name(s),
             s->serving ? s->serving->id : "-", candidate ? candidate->id : "-");
     model_unref(candidate);
+    serving_changed(s);
     slot_forget_manifest(s);
     deploy_gc(s->d);
 }
@@ -938,7 +952,7 @@ static void on_trial_tick(uv_timer_t *t)
     };
     if (trial_judge(&c, cfg, reason, sizeof(reason)))
         slot_rollback(s, reason);
-    else if (uv_now(&s->d->a->loop) - s->trial_start_ms >= (uint64_t)cfg->trial_s * 1000)
+    else if (uv_now(agent_loop(s->d->a)) - s->trial_start_ms >= (uint64_t)cfg->trial_s * 1000)
         slot_commit(s); /* fewer requests than the minimum is no evidence of harm */
 }
 
@@ -1089,6 +1103,7 @@ static void slot_abandon(struct slot *s, const struct state_slot *old, const cha
         ef_info("deploy_swap", "slot=%s serving=%s previous=%s cancelled=yes", slot_name(s),
                 s->serving ? s->serving->id : "-", candidate ? candidate->id : "-");
         model_unref(candidate);
+        serving_changed(s);
     }
     if (state_phase_in_progress(old->phase) && old->target) {
         ef_info("deploy_cancelled", "slot=%s model=%s version=%lld state=%s reason=\"%s\"",
@@ -1130,6 +1145,7 @@ static void act_slot(struct slot *s, enum slot_action act, const struct state_sl
         model_unref(s->serving);
         s->serving = NULL;
         ef_quantile_reset(&s->service);
+        serving_changed(s);
         break;
     }
     ef_manifest_free(manifest);
@@ -1399,9 +1415,11 @@ static int load_committed(struct slot *s, char *why, size_t why_size)
     }
     rc = model_load(d->a->backends, m, path, &s->serving, why, why_size);
 out:
-    if (rc == 0)
+    if (rc == 0) {
         ef_info("deploy_serving", "slot=%s model=%s version=%lld", slot_name(s), c->model,
                 (long long)c->version);
+        serving_changed(s);
+    }
     ef_manifest_free(m);
     free(path);
     return rc;
@@ -1502,8 +1520,8 @@ int deploy_open(struct agent *a, struct deploy **out)
         s->prev_p99_ms = -1;
         ef_quantile_reset(&s->trial);
         ef_quantile_reset(&s->service);
-        uv_timer_init(&a->loop, &s->retry_timer);
-        uv_timer_init(&a->loop, &s->trial_timer);
+        uv_timer_init(agent_loop(a), &s->retry_timer);
+        uv_timer_init(agent_loop(a), &s->trial_timer);
         s->retry_timer.data = s->trial_timer.data = s;
         d->handles_open += 2;
     }

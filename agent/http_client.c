@@ -617,6 +617,14 @@ out:
     return rc;
 }
 
+int http_client_set_max_connections(struct http_client *c, long n)
+{
+    if (!c || n < 0 || c->closing ||
+        curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n) != CURLM_OK)
+        return EF_EINVAL;
+    return 0;
+}
+
 /* Header values come from us, but one with a line break would smuggle
  * headers in. */
 static bool header_safe(const char *v)
@@ -659,7 +667,8 @@ static int check_opts(const struct http_request_opts *o, bool *post)
     if ((o->bearer && !header_safe(o->bearer)) ||
         (o->if_none_match && !header_safe(o->if_none_match)))
         return EF_EINVAL;
-    if (o->low_speed_bytes < 0 || o->low_speed_seconds < 0 || o->timeout_ms < 0)
+    if (o->low_speed_bytes < 0 || o->low_speed_seconds < 0 || o->timeout_ms < 0 ||
+        o->max_recv_bps < 0)
         return EF_EINVAL;
     u = curl_url();
     if (!u)
@@ -779,6 +788,11 @@ int http_client_request(struct http_client *c, const struct http_request_opts *o
     }
     if (opts->timeout_ms > 0 &&
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opts->timeout_ms) != CURLE_OK) {
+        rc = EF_EINVAL;
+        goto out;
+    }
+    if (opts->max_recv_bps > 0 && curl_easy_setopt(e, CURLOPT_MAX_RECV_SPEED_LARGE,
+                                                   (curl_off_t)opts->max_recv_bps) != CURLE_OK) {
         rc = EF_EINVAL;
         goto out;
     }

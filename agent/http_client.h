@@ -40,6 +40,7 @@ struct http_request_opts {
     long low_speed_bytes;      /* abort below this many bytes/s ... */
     long low_speed_seconds;    /* ... for this long (0: no floor) */
     long timeout_ms;           /* whole transfer (0: none) */
+    long max_recv_bps;         /* receive at most this many bytes/s (0: no cap) */
 };
 
 struct http_result {
@@ -60,6 +61,12 @@ typedef void (*http_done_cb)(void *ctx, const struct http_result *res);
 /* New client on loop (borrowed; it must outlive the client). EF_EINVAL,
  * EF_ENOMEM, EF_ENET (curl failed to initialise). */
 int http_client_new(uv_loop_t *loop, struct http_client **out);
+
+/* Caps the connections the client holds open at once (0: no cap, the
+ * default); requests beyond the cap wait for a free connection. One client
+ * shared by many devices (edgefleet-sim) bounds its file descriptors so.
+ * EF_EINVAL (negative, or libcurl refused). */
+int http_client_set_max_connections(struct http_client *c, long n);
 
 /* Starts a request; cb is called exactly once, later, on the loop. Strings in
  * opts are copied. When this returns an error, cb is never called.

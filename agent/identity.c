@@ -274,7 +274,7 @@ int identity_enroll(struct agent *a, identity_done_cb done)
     e->a = a;
     e->done = done;
     e->backoff_ms = ENROLL_RETRY_MIN_MS;
-    uv_timer_init(&a->loop, &e->retry);
+    uv_timer_init(agent_loop(a), &e->retry);
     e->retry.data = e;
     a->enrollment = e;
     uv_timer_start(&e->retry, enrollment_attempt, 0, 0);

@@ -107,7 +107,7 @@ static void watch_add(struct inbox *in, const char *name, const char *path)
     w->in = in;
     w->seen = true;
     snprintf(w->name, sizeof(w->name), "%s", name);
-    uv_fs_event_init(&in->a->loop, &w->ev);
+    uv_fs_event_init(agent_loop(in->a), &w->ev);
     w->ev.data = w;
     in->handles_open++;
     int rc = uv_fs_event_start(&w->ev, on_package_event, path, 0);
@@ -187,9 +187,9 @@ int inbox_start(struct agent *a, struct inbox **out)
         rc = EF_EIO;
         goto out;
     }
-    uv_fs_event_init(&a->loop, &in->ev);
-    uv_timer_init(&a->loop, &in->settle);
-    uv_timer_init(&a->loop, &in->rescan);
+    uv_fs_event_init(agent_loop(a), &in->ev);
+    uv_timer_init(agent_loop(a), &in->settle);
+    uv_timer_init(agent_loop(a), &in->rescan);
     in->ev.data = in->settle.data = in->rescan.data = in;
     in->handles_open = 3;
     int uvrc = uv_fs_event_start(&in->ev, on_inbox_event, in->dir, 0);

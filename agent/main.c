@@ -8,6 +8,7 @@
  */
 #include "agent/agent.h"
 #include "agent/backend.h"
+#include "agent/collect.h"
 #include "agent/config.h"
 #include "agent/deploy.h"
 #include "agent/http_client.h"
@@ -23,6 +24,7 @@
 
 #include <curl/curl.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,13 +65,22 @@ static void on_poll_timer(uv_timer_t *t)
     agent_poll_desired(t->data);
 }
 
-void agent_telemetry_now(struct agent *a)
+/* Closes the metrics window as model_id's (NULL: no model served) and
+ * publishes it with the sample collected meanwhile. */
+static void publish_window(struct agent *a, const char *model_id)
 {
-    struct model *serving = a->deploy ? deploy_serving(a->deploy, EF_SLOT_PRODUCTION) : NULL;
-    json_t *window = metrics_close_window(a->metrics, serving ? serving->id : NULL);
+    json_t *window = metrics_close_window(a->metrics, model_id);
     if (window)
         uplink_publish_telemetry(a, window);
     json_decref(window);
+    /* The window's sample goes with it. */
+    collect_flush(a->collect);
+}
+
+void agent_telemetry_now(struct agent *a)
+{
+    struct model *serving = a->deploy ? deploy_serving(a->deploy, EF_SLOT_PRODUCTION) : NULL;
+    publish_window(a, serving ? serving->id : NULL);
     /* The next window is a whole interval from now. */
     uv_timer_again(&a->metrics_timer);
 }
@@ -91,6 +102,50 @@ static void observe_production(void *ctx, bool ok, double latency_ms)
     struct agent *a = ctx;
     if (a->deploy)
         deploy_observe(a->deploy, EF_SLOT_PRODUCTION, ok, latency_ms);
+}
+
+/* The shadow slot runs beside it, off the answer's path (serve.h). */
+static struct model *serving_shadow(void *ctx)
+{
+    struct agent *a = ctx;
+    return a->deploy ? deploy_serving(a->deploy, EF_SLOT_SHADOW) : NULL;
+}
+
+static void observe_shadow(void *ctx, bool ok, double latency_ms)
+{
+    struct agent *a = ctx;
+    if (a->deploy)
+        deploy_observe(a->deploy, EF_SLOT_SHADOW, ok, latency_ms);
+}
+
+/* Production inferences and their feedback feed data collection. */
+static void sample_production(void *ctx, const char *id, const double *in, size_t n_in)
+{
+    struct agent *a = ctx;
+    collect_offer(a->collect, id, in, n_in);
+}
+
+static void label_production(void *ctx, const char *id, size_t cls)
+{
+    struct agent *a = ctx;
+    collect_label(a->collect, id, cls);
+}
+
+/* Drift is measured against the production model's baseline, and the
+ * collection policy is the production model's. */
+static void on_serving_changed(struct agent *a, enum ef_slot_kind slot, struct model *m)
+{
+    if (slot != EF_SLOT_PRODUCTION)
+        return;
+    /* A window speaks for one model: what the old one served until the swap
+     * is published as its window, or the monitor would blame the new one. */
+    const char *old = metrics_model(a->metrics);
+    if (old[0] && (!m || strcmp(old, m->id) != 0))
+        publish_window(a, old);
+    if (metrics_set_model(a->metrics, m ? m->manifest : NULL, m ? m->id : NULL) != 0)
+        ef_warn("metrics_model_failed", "error=out_of_memory");
+    collect_set_model(a->collect, m ? m->id : NULL, m ? m->manifest->input_size : 0,
+                      m ? m->manifest->output_size : 0);
 }
 
 /* Network start, once the device has an identity. */
@@ -174,14 +229,28 @@ static int agent_run(struct agent *a)
         fprintf(stderr, "edgefleet-agent: no inference backend in %s\n", a->cfg.backend_dir);
         goto out;
     }
-    struct serve_source source = {serving_production, observe_production, a};
+    struct serve_source source = {
+        .serving = serving_production,
+        .observe = observe_production,
+        .shadow = serving_shadow,
+        .shadow_observe = observe_shadow,
+        .sample = sample_production,
+        .label = label_production,
+        .ctx = a,
+    };
+    uint64_t seed;
+    randombytes_buf(&seed, sizeof(seed));
+    a->serving_changed = on_serving_changed;
     if ((rc = metrics_new(&a->metrics)) != 0 || (rc = http_client_new(&a->loop, &a->http)) != 0 ||
+        (rc = collect_new(a->http, a->cfg.server_url, a->cfg.device_id, a->id.device_token, seed,
+                          &a->collect)) != 0 ||
         (rc = deploy_open(a, &a->deploy)) != 0 ||
         (rc = serve_start(&a->loop, a->cfg.socket_path, &source, a->metrics, &a->serve)) != 0 ||
         (rc = inbox_start(a, &a->inbox)) != 0) {
         fprintf(stderr, "edgefleet-agent: cannot start: %s\n", ef_strerror(rc));
         goto out;
     }
+    serve_set_shadow_share(a->serve, a->cfg.shadow_share);
     uv_signal_init(&a->loop, &a->sigint);
     uv_signal_init(&a->loop, &a->sigterm);
     a->sigint.data = a->sigterm.data = a;
@@ -211,6 +280,7 @@ out:
     uv_run(&a->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&a->loop) != 0)
         ef_warn("loop_not_empty", "reason=\"handles still open at exit\"");
+    collect_free(a->collect);
     metrics_free(a->metrics);
     backends_close(a->backends);
     sodium_memzero(&a->id, sizeof(a->id));

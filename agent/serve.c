@@ -1,7 +1,8 @@
 /*
  * serve.c - the local inference endpoint (protocol in serve.h): a Unix
  * socket listener on the agent's loop, one struct client per connection
- * that splits what it reads into lines and answers each in order, and the
+ * that splits what it reads into lines and answers each in order, the
+ * queue of inputs the shadow model runs on after the answers, and the
  * blocking `edgefleet-agent infer` client.
  */
 #include "agent/serve.h"
@@ -10,6 +11,7 @@
 #include "common/ef_error.h"
 #include "common/json_util.h"
 #include "common/log.h"
+#include "common/reservoir.h"
 
 #include <errno.h>
 #include <math.h>
@@ -32,10 +34,23 @@
 
 /* A prediction made with an id, remembered for feedback. */
 struct prediction {
-    char *id;      /* malloc'd "ID\0LABEL\0" (LABEL empty without labels); NULL: free slot */
-    size_t cls;    /* predicted class (argmax) */
-    size_t n_out;  /* outputs of the model that predicted it */
-    bool labelled; /* the model had labels: the LABEL part is the predicted label */
+    char *id;          /* malloc'd "ID\0LABEL\0" (LABEL empty without labels); NULL: free slot */
+    size_t cls;        /* predicted class (argmax) */
+    size_t n_out;      /* outputs of the model that predicted it */
+    bool labelled;     /* the model had labels: the LABEL part is the predicted label */
+    uint64_t gen;      /* bumped each time the slot is reused: a shadow job finds its own */
+    char *shadow;      /* malloc'd "NAME@VERSION" of the shadow that scored it, or NULL */
+    size_t shadow_cls; /* the shadow's predicted class (argmax), with shadow */
+};
+
+/* An input waiting for the shadow model; freed once run. */
+struct shadow_job {
+    struct shadow_job *next;
+    struct prediction *p; /* its remembered prediction, or NULL without an id */
+    uint64_t gen;         /* p->gen when queued */
+    size_t decision;      /* production's winning class (single output: o >= 0.5) */
+    size_t n_in;          /* values in in */
+    double in[];
 };
 
 struct client;
@@ -52,6 +67,11 @@ struct serve {
     bool stopping;                            /* serve_stop was called */
     size_t ring_next;                         /* next slot of ring to overwrite */
     struct prediction ring[SERVE_REMEMBERED]; /* the last predictions made with an id */
+    uv_check_t shadow_check;                  /* runs the queued shadow jobs */
+    struct shadow_job *jobs, **jobs_tail;     /* queued for the shadow, oldest first */
+    size_t job_count;                         /* length of that queue */
+    double shadow_share;                      /* share of inferences shadowed, [0, 1] */
+    struct ef_rng rng;                        /* draws which inferences are shadowed */
 };
 
 struct client {
@@ -79,8 +99,15 @@ static void client_read_start(struct client *c);
 
 static void serve_release(struct serve *s)
 {
-    for (size_t i = 0; i < SERVE_REMEMBERED; i++)
+    while (s->jobs) {
+        struct shadow_job *j = s->jobs;
+        s->jobs = j->next;
+        free(j);
+    }
+    for (size_t i = 0; i < SERVE_REMEMBERED; i++) {
         free(s->ring[i].id);
+        free(s->ring[i].shadow);
+    }
     free(s->path);
     free(s);
 }
@@ -206,21 +233,27 @@ static void reply_error(struct client *c, const char *id, const char *code, cons
 }
 
 /* Remembers a prediction made with an id for later feedback, overwriting
- * the oldest. Out of memory it is simply not remembered. */
-static void remember(struct serve *s, const char *id, size_t cls, size_t n_out, const char *label)
+ * the oldest; returns it (borrowed), or NULL when out of memory (it is then
+ * simply not remembered). */
+static struct prediction *remember(struct serve *s, const char *id, size_t cls, size_t n_out,
+                                   const char *label)
 {
     struct prediction *p = &s->ring[s->ring_next];
     size_t id_len = strlen(id), label_len = label ? strlen(label) : 0;
     s->ring_next = (s->ring_next + 1) % SERVE_REMEMBERED;
     free(p->id);
+    free(p->shadow);
+    p->shadow = NULL;
+    p->gen++;
     p->id = malloc(id_len + 1 + label_len + 1);
     if (!p->id)
-        return;
+        return NULL;
     memcpy(p->id, id, id_len + 1);
     memcpy(p->id + id_len + 1, label ? label : "", label_len + 1);
     p->cls = cls;
     p->n_out = n_out;
     p->labelled = label != NULL;
+    return p;
 }
 
 /* The newest remembered prediction with this id, or NULL. */
@@ -254,6 +287,92 @@ static void observe(struct serve *s, bool ok, double latency_ms)
         s->source.observe(s->source.ctx, ok, latency_ms);
     if (s->metrics)
         metrics_observe(s->metrics, ok, latency_ms);
+}
+
+/* The winning class of an output for agreement: argmax, or for a single
+ * output which side of 0.5 it is on. */
+static size_t decision(const struct model *m, const double *out)
+{
+    if (m->manifest->output_size == 1)
+        return out[0] >= 0.5;
+    return model_argmax(m, out, NULL);
+}
+
+/* Runs the shadow model on one queued input and scores it. */
+static void shadow_run(struct serve *s, const struct shadow_job *j)
+{
+    struct model *serving = s->source.shadow(s->source.ctx), *m = NULL;
+    double *out = NULL;
+    bool ok = false;
+    if (!serving)
+        return;
+    m = model_ref(serving);
+    size_t n_out = m->manifest->output_size;
+    uint64_t t0 = uv_hrtime();
+    if ((out = malloc(n_out * sizeof(*out))) && m->manifest->input_size == j->n_in &&
+        model_run(m, j->in, j->n_in, out, n_out) == 0) {
+        ok = true;
+        for (size_t k = 0; ok && k < n_out; k++)
+            ok = isfinite(out[k]);
+    }
+    double latency_ms = (double)(uv_hrtime() - t0) / 1e6;
+    if (s->source.shadow_observe)
+        s->source.shadow_observe(s->source.ctx, ok, latency_ms);
+    if (s->metrics)
+        metrics_shadow_observe(s->metrics, m->id, ok, ok && decision(m, out) == j->decision);
+    /* Remembered with the prediction, unless its slot went to a newer one. */
+    struct prediction *p = j->p;
+    if (ok && p && p->gen == j->gen && p->id) {
+        free(p->shadow);
+        if ((p->shadow = strdup(m->id)))
+            p->shadow_cls = model_argmax(m, out, NULL);
+    }
+    free(out);
+    model_unref(m);
+}
+
+static void on_shadow_check(uv_check_t *h)
+{
+    struct serve *s = h->data;
+    while (s->jobs) {
+        struct shadow_job *j = s->jobs;
+        s->jobs = j->next;
+        s->job_count--;
+        if (!s->stopping)
+            shadow_run(s, j);
+        free(j);
+    }
+    s->jobs_tail = &s->jobs;
+    uv_check_stop(h);
+}
+
+/* Queues in for the shadow model when one runs and this inference is in
+ * its share. p: the remembered prediction, or NULL. */
+static void shadow_enqueue(struct serve *s, const double *in, size_t n_in, size_t decision_cls,
+                           struct prediction *p)
+{
+    struct shadow_job *j = NULL;
+    if (!s->source.shadow || s->shadow_share <= 0 || s->job_count >= SERVE_SHADOW_QUEUE ||
+        (s->shadow_share < 1 && ef_rng_unit(&s->rng) >= s->shadow_share) ||
+        !s->source.shadow(s->source.ctx))
+        return;
+    if (!(j = malloc(sizeof(*j) + n_in * sizeof(double))))
+        return;
+    j->next = NULL;
+    j->p = p;
+    j->gen = p ? p->gen : 0;
+    j->decision = decision_cls;
+    j->n_in = n_in;
+    memcpy(j->in, in, n_in * sizeof(double));
+    *s->jobs_tail = j;
+    s->jobs_tail = &j->next;
+    if (s->job_count++ == 0)
+        uv_check_start(&s->shadow_check, on_shadow_check);
+}
+
+void serve_set_shadow_share(struct serve *s, double share)
+{
+    s->shadow_share = share > 1 ? 1 : share > 0 ? share : 0;
 }
 
 static void handle_infer(struct client *c, const json_t *req)
@@ -306,12 +425,18 @@ static void handle_infer(struct client *c, const json_t *req)
         goto out;
     }
     size_t cls = model_argmax(m, out, &label);
-    if (id)
-        remember(s, id, cls, n_out, label);
+    struct prediction *p = id ? remember(s, id, cls, n_out, label) : NULL;
     send_answer(c,
                 json_pack("{s:o, s:I, s:s*, s:s, s:I, s:s*}", "output", ef_json_doubles(out, n_out),
                           "class", (json_int_t)cls, "label", label, "model", m->id, "latency_us",
                           (json_int_t)(elapsed_ns / 1000), "id", id));
+    /* The answer is queued (libuv has most likely written it already):
+     * what follows is the device's business, not the caller's. */
+    if (s->metrics)
+        metrics_observe_io(s->metrics, in, n_in, out, n_out);
+    if (s->source.sample)
+        s->source.sample(s->source.ctx, id, in, n_in);
+    shadow_enqueue(s, in, n_in, decision(m, out), p);
 out:
     model_unref(m);
     free(in);
@@ -324,7 +449,8 @@ static void handle_feedback(struct client *c, const json_t *req)
     struct serve *s = c->s;
     const char *id = NULL, *unknown = NULL;
     const json_t *label = json_object_get(req, "label");
-    bool correct = false;
+    bool correct = false, have_truth = false;
+    size_t truth = 0;
     if (request_id(req, "feedback", &id) != 0 || !id) {
         reply_error(c, NULL, "bad_request", "feedback must be the id of a prediction");
         return;
@@ -352,23 +478,37 @@ static void handle_feedback(struct client *c, const json_t *req)
                         p->n_out - 1);
             return;
         }
-        correct = (size_t)k == p->cls;
+        truth = (size_t)k;
+        have_truth = true;
+        correct = truth == p->cls;
     } else {
         /* Labels are checked against the model serving now when there is
          * one: versions of a model share their labels. */
         struct model *m = s->source.serving(s->source.ctx);
-        size_t k;
+        size_t k = 0;
         const char *text = json_string_value(label);
         if (!p->labelled || (m && model_label_index(m, text, &k) != 0)) {
             reply_error(c, id, "unknown_label", "the model has no label \"%.128s\"", text);
             return;
         }
         correct = strcmp(text, p->id + strlen(p->id) + 1) == 0;
+        if (m) {
+            truth = k;
+            have_truth = true;
+        }
     }
+    if (s->metrics && have_truth)
+        metrics_feedback_class(s->metrics, truth, p->cls, p->n_out);
+    else if (s->metrics)
+        metrics_feedback(s->metrics, correct);
+    if (s->metrics && have_truth && p->shadow)
+        metrics_shadow_feedback(s->metrics, p->shadow, truth == p->shadow_cls);
+    if (s->source.label && have_truth)
+        s->source.label(s->source.ctx, id, truth);
     free(p->id);
     p->id = NULL;
-    if (s->metrics)
-        metrics_feedback(s->metrics, correct);
+    free(p->shadow);
+    p->shadow = NULL;
     send_answer(c, json_pack("{s:b, s:b}", "ok", 1, "correct", correct));
 }
 
@@ -540,9 +680,14 @@ int serve_start(uv_loop_t *loop, const char *path, const struct serve_source *so
     s->loop = loop;
     s->source = *source;
     s->metrics = metrics;
+    s->shadow_share = 1.0;
+    s->jobs_tail = &s->jobs;
+    ef_rng_seed(&s->rng, uv_hrtime() ^ ((uint64_t)getpid() << 32));
+    uv_check_init(loop, &s->shadow_check);
+    s->shadow_check.data = s;
     uv_pipe_init(loop, &s->listener, 0);
     s->listener.data = s;
-    s->open_handles = 1;
+    s->open_handles = 2;
     int uv_rc = uv_pipe_bind(&s->listener, path);
     /* The socket file is created with the umask; clients need the group's
      * read and write, nobody else anything. */
@@ -556,6 +701,7 @@ int serve_start(uv_loop_t *loop, const char *path, const struct serve_source *so
         rc = EF_EIO;
         unlink(path);
         /* A handle that was initialised is released by its close callback. */
+        uv_close((uv_handle_t *)&s->shadow_check, on_listener_closed);
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);
         s = NULL;
         goto out;
@@ -577,6 +723,7 @@ void serve_stop(struct serve *s)
     unlink(s->path);
     for (struct client *c = s->clients; c; c = c->next)
         client_close(c);
+    uv_close((uv_handle_t *)&s->shadow_check, on_listener_closed);
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
 }
 

@@ -31,8 +31,21 @@
  * Each inference runs the model serving at the moment the request is read,
  * so a swap between two requests drops none. Inference is synchronous on the
  * loop (microseconds for FANN). Each inference is reported to the source's
- * observe callback and to the metrics window; "inference_failed" counts as
- * a failed inference, the client's own mistakes do not.
+ * observe callback and to the metrics window (with its input and output, for
+ * drift and confidence); "inference_failed" counts as a failed inference,
+ * the client's own mistakes do not. A successful one is offered to the
+ * source's sample callback (data collection), and feedback with a known
+ * class goes to its label callback.
+ *
+ * Shadow: when the source has a shadow model, a share of the successful
+ * inferences (serve_set_shadow_share, default 1.0) is queued for it and run
+ * in the loop's check phase, after every answer of that loop iteration has
+ * been written: its output never reaches a client and its latency delays no
+ * answer already made. Its agreement with production (same argmax; for a
+ * single output the same side of 0.5) goes to the metrics window, and a
+ * feedback for the request also scores the shadow's prediction (argmax).
+ * At most SERVE_SHADOW_QUEUE inputs wait; beyond that a request is not
+ * shadowed.
  *
  * The process must ignore SIGPIPE (a client may go away while its answer is
  * written).
@@ -44,10 +57,11 @@
 #include <stddef.h>
 #include <uv.h>
 
-#define SERVE_MAX_LINE    (1u << 20) /* bytes, newline excluded */
-#define SERVE_MAX_ID      128        /* bytes of a request id */
-#define SERVE_REMEMBERED  4096       /* predictions remembered for feedback */
-#define SERVE_MAX_CLIENTS 64         /* concurrent connections; more are closed at once */
+#define SERVE_MAX_LINE     (1u << 20) /* bytes, newline excluded */
+#define SERVE_MAX_ID       128        /* bytes of a request id */
+#define SERVE_REMEMBERED   4096       /* predictions remembered for feedback */
+#define SERVE_MAX_CLIENTS  64         /* concurrent connections; more are closed at once */
+#define SERVE_SHADOW_QUEUE 1024       /* inputs waiting for the shadow model at most */
 
 struct model;
 struct metrics;
@@ -62,6 +76,17 @@ struct serve_source {
     /* One inference of that model: whether it succeeded and its latency in
      * ms (the endpoint feeds the metrics window itself). May be NULL. */
     void (*observe)(void *ctx, bool ok, double latency_ms);
+    /* The shadow model now, or NULL when none runs; borrowed for the
+     * current callback. May be NULL. */
+    struct model *(*shadow)(void *ctx);
+    /* One inference of the shadow model, as observe. May be NULL. */
+    void (*shadow_observe)(void *ctx, bool ok, double latency_ms);
+    /* A successful production inference: its input (n_in values, borrowed)
+     * and its request id (NULL without one). May be NULL. */
+    void (*sample)(void *ctx, const char *id, const double *in, size_t n_in);
+    /* Feedback gave the true class of the prediction made with id. May be
+     * NULL. */
+    void (*label)(void *ctx, const char *id, size_t cls);
     void *ctx;
 };
 
@@ -73,6 +98,10 @@ struct serve_source {
  * stop (what was allocated goes when the loop next runs). */
 int serve_start(uv_loop_t *loop, const char *path, const struct serve_source *source,
                 struct metrics *metrics, struct serve **out);
+
+/* Runs the shadow model on this share of the inferences (clamped to
+ * [0, 1]; 0: never). */
+void serve_set_shadow_share(struct serve *s, double share);
 
 /* Closes the listener and every client, removes the socket file; the memory
  * goes when the loop has run the close callbacks. Accepts NULL. */

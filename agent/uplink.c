@@ -3,6 +3,7 @@
  * GET /desired pull that converges a device whatever the broker lost.
  */
 #include "agent/uplink.h"
+#include "agent/collect.h"
 #include "agent/deploy.h"
 #include "agent/http_client.h"
 #include "agent/mqtt_link.h"
@@ -87,20 +88,30 @@ void agent_poll_desired(struct agent *a)
     };
     if (http_client_request(a->http, &opts, desired_answered, a) == 0)
         a->polling = true;
+    /* The collection policy may have changed with the desired state. */
+    if (a->collect)
+        collect_refresh(a->collect);
 }
 
-/* One-shot requests on `cmd`: {"command": "report_now" | "poll_desired"}. */
+/* One-shot requests on `cmd`: {"command": "report_now" | "poll_desired" |
+ * "collect"}; {"cmd": NAME} is read the same way (docs/monitoring.md). */
 static void handle_cmd(struct agent *a, const char *payload, size_t len)
 {
     json_t *doc = NULL;
     const char *command = NULL;
-    if (ef_json_load(payload, len, CMD_MAX_BYTES, &doc, NULL, 0) != 0 ||
-        !(command = ef_json_str(doc, "command"))) {
+    if (ef_json_load(payload, len, CMD_MAX_BYTES, &doc, NULL, 0) == 0 &&
+        !(command = ef_json_str(doc, "command")))
+        command = ef_json_str(doc, "cmd");
+    if (!command) {
         ef_warn("cmd_malformed", "bytes=%zu", len);
     } else if (strcmp(command, "poll_desired") == 0) {
         agent_poll_desired(a);
     } else if (strcmp(command, "report_now") == 0) {
         agent_telemetry_now(a);
+    } else if (strcmp(command, "collect") == 0) {
+        ef_info("cmd_collect", "device=%s", a->cfg.device_id);
+        if (a->collect)
+            collect_refresh(a->collect);
     } else {
         ef_warn("cmd_unknown", "command=%.40s", command);
     }
@@ -159,7 +170,7 @@ int uplink_start(struct agent *a)
         .will_payload = "offline",
         .keepalive_s = 30,
     };
-    if ((rc = mqtt_link_start(&a->loop, &opts, on_message, on_state, a, &a->mqtt)) != 0)
+    if ((rc = mqtt_link_start(agent_loop(a), &opts, on_message, on_state, a, &a->mqtt)) != 0)
         return rc;
     (void)mqtt_link_subscribe(a->mqtt, desired, 1);
     (void)mqtt_link_subscribe(a->mqtt, cmd, 1);

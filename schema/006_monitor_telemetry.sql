@@ -13,6 +13,7 @@ ALTER TABLE telemetry_windows ADD COLUMN correct INTEGER;     -- feedback that w
 ALTER TABLE telemetry_windows ADD COLUMN shadow_model TEXT;   -- shadow model name
 ALTER TABLE telemetry_windows ADD COLUMN shadow_version INTEGER;
 ALTER TABLE telemetry_windows ADD COLUMN shadow_inferences INTEGER;
+ALTER TABLE telemetry_windows ADD COLUMN shadow_errors INTEGER;
 ALTER TABLE telemetry_windows ADD COLUMN shadow_agreement REAL; -- share agreeing with production
 ALTER TABLE telemetry_windows ADD COLUMN shadow_feedback INTEGER;
 ALTER TABLE telemetry_windows ADD COLUMN shadow_accuracy REAL;

@@ -2,8 +2,8 @@
  * api.h - the handlers of the REST API, one file per resource:
  * api_ops.c (health, metrics, OpenAPI, keys), api_models.c (registry),
  * api_enroll.c, api_devices.c, api_rings.c, api_assign.c, api_rollouts.c, api_tokens.c,
- * api_audit.c, api_telemetry.c. routes.c maps methods and paths to them;
- * each answers through http_reply_* and returns its result.
+ * api_audit.c, api_monitor.c, api_telemetry.c, api_collection.c. routes.c maps methods and
+ * paths to them; each answers through http_reply_* and returns its result.
  */
 #ifndef EF_API_H
 #define EF_API_H
@@ -54,6 +54,7 @@ enum MHD_Result api_rollout_pause(struct request *req);
 enum MHD_Result api_rollout_resume(struct request *req);
 enum MHD_Result api_rollout_abort(struct request *req);
 enum MHD_Result api_rollout_rollback(struct request *req);
+enum MHD_Result api_rollout_promote(struct request *req);
 
 /* api_tokens.c: {id} is param 0 */
 enum MHD_Result api_tokens_list(struct request *req);
@@ -63,7 +64,22 @@ enum MHD_Result api_token_revoke(struct request *req);
 /* api_audit.c */
 enum MHD_Result api_audit_list(struct request *req);
 
+/* api_monitor.c: {id} is param 0 */
+enum MHD_Result api_triggers_list(struct request *req);
+enum MHD_Result api_triggers_create(struct request *req);
+enum MHD_Result api_trigger_delete(struct request *req);
+enum MHD_Result api_alerts_list(struct request *req);
+
 /* api_telemetry.c */
 enum MHD_Result api_telemetry_list(struct request *req);
+enum MHD_Result api_telemetry_rollups(struct request *req);
+
+/* api_collection.c: {name} (a model) or {id} (a device or dataset) is param 0 */
+enum MHD_Result api_collection_set(struct request *req);
+enum MHD_Result api_collection_list(struct request *req);
+enum MHD_Result api_device_collection(struct request *req);
+enum MHD_Result api_device_samples(struct request *req);
+enum MHD_Result api_datasets_list(struct request *req);
+enum MHD_Result api_dataset_export(struct request *req);
 
 #endif

@@ -2,7 +2,7 @@
  * api_rollouts.c - /api/v1/rollouts: creating rollouts, reading them and
  * the operator's actions on them (docs/rollouts.md). The engine (rollout.h)
  * does the work; this file checks requests and answers with the rollout
- * object (db_rollout_json).
+ * object (db_rollout_json); promote answers the production rollout it made.
  */
 #include "server/api.h"
 #include "server/db_fleet.h"
@@ -114,15 +114,17 @@ struct create_request {
     size_t ring_count;
     struct rollout_policy policy;
     bool supersede;
+    enum ef_slot_kind slot;
 };
 
 /* Checks the body's shape (400, answered itself, when it is not right). */
 static bool create_request_or_reply(struct request *req, const json_t *body,
                                     struct create_request *c)
 {
-    static const char *const allowed[] = {"model", "version", "rings", "policy", "supersede", NULL};
+    static const char *const allowed[] = {"model",     "version", "rings", "policy",
+                                          "supersede", "slot",    NULL};
     const char *unknown = NULL;
-    const json_t *rings = json_object_get(body, "rings"), *supersede;
+    const json_t *rings = json_object_get(body, "rings"), *supersede, *slot;
     char msg[MSG_SIZE] = "";
     memset(c, 0, sizeof(*c));
     if (!ef_json_keys_allowed(body, allowed, &unknown)) {
@@ -165,6 +167,11 @@ static bool create_request_or_reply(struct request *req, const json_t *body,
             return false;
         }
         c->supersede = json_is_true(supersede);
+    }
+    if ((slot = json_object_get(body, "slot")) &&
+        (!json_is_string(slot) || ef_slot_kind_parse(json_string_value(slot), &c->slot) != 0)) {
+        http_reply_error(req, 400, "bad_request", "slot must be production or shadow");
+        return false;
     }
     return true;
 }
@@ -218,6 +225,7 @@ enum MHD_Result api_rollouts_create(struct request *req)
     spec.ring_count = c.ring_count;
     spec.policy = policy_text;
     spec.supersede = c.supersede;
+    spec.slot = c.slot;
     rc = rollout_create(engine, &spec, &id, msg, sizeof(msg));
     if (rc == EF_EEXIST) {
         r = http_reply_error(req, 409, "conflict", "%s", msg);
@@ -227,8 +235,8 @@ enum MHD_Result api_rollouts_create(struct request *req)
         r = http_reply_ef_error(req, rc, "could not create the rollout");
         goto out;
     }
-    snprintf(req->audit_detail, sizeof(req->audit_detail), "rollout:%lld %s@%lld rings=%zu%s",
-             (long long)id, c.model, (long long)c.version, c.ring_count,
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "rollout:%lld %s@%lld %s rings=%zu%s",
+             (long long)id, c.model, (long long)c.version, ef_slot_name(c.slot), c.ring_count,
              c.supersede ? " supersede" : "");
     r = reply_rollout(req, 201, id);
 out:
@@ -291,4 +299,24 @@ enum MHD_Result api_rollout_abort(struct request *req)
 enum MHD_Result api_rollout_rollback(struct request *req)
 {
     return act(req, ROLLOUT_ROLLBACK);
+}
+
+enum MHD_Result api_rollout_promote(struct request *req)
+{
+    struct rollout_engine *engine;
+    char msg[MSG_SIZE] = "";
+    int64_t id, promoted = 0;
+    int rc;
+    if (!rollout_id_or_reply(req, &id) || !(engine = engine_or_reply(req)))
+        return http_replied(req);
+    rc = rollout_promote(engine, id, &promoted, msg, sizeof(msg));
+    if (rc == EF_ENOENT)
+        return http_reply_error(req, 404, "not_found", "no rollout %lld", (long long)id);
+    if (rc == EF_ECONFLICT || rc == EF_EEXIST)
+        return http_reply_error(req, 409, "conflict", "%s", msg);
+    if (rc != 0)
+        return http_reply_ef_error(req, rc, "could not promote the rollout");
+    snprintf(req->audit_detail, sizeof(req->audit_detail), "rollout:%lld promote rollout:%lld",
+             (long long)id, (long long)promoted);
+    return reply_rollout(req, 201, promoted);
 }

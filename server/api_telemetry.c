@@ -1,9 +1,12 @@
 /*
  * api_telemetry.c - GET /api/v1/telemetry: raw telemetry windows, newest
- * first, filtered by model version, ring, device and receive time (viewer).
+ * first, filtered by model version, ring, device and receive time, with a
+ * metric's value per window on request; GET /api/v1/telemetry/rollups: a
+ * metric per minute per model version x ring (viewer; docs/monitoring.md).
  */
 #include "server/api.h"
 #include "server/db_telemetry.h"
+#include "server/metric.h"
 #include "server/server.h"
 #include "server/telemetry_parse.h"
 #include "common/clock.h"
@@ -16,36 +19,77 @@
 #define TELEMETRY_LIMIT_DEFAULT 500
 #define TELEMETRY_SINCE_MAX_S   (100LL * 366 * 24 * 3600) /* "seconds ago" at most a century */
 
-/* Reads `since`: an RFC 3339 UTC time, or a whole number of seconds before
- * now. False when it is neither. */
+#define TELEMETRY_UNIX_MS_DIGITS 13 /* a number this long is Unix ms, shorter seconds ago */
+
+/* Reads a time (`since`, `until`): an RFC 3339 UTC time, Unix ms (13 digits
+ * or more), or a whole number of seconds before now (at most 12 digits).
+ * False when it is none of them. */
 static bool since_value(const char *s, int64_t now, int64_t *out)
 {
     char *end = NULL;
-    if (s[0] >= '0' && s[0] <= '9' && strlen(s) <= 12) {
+    size_t n = strlen(s);
+    if (s[0] >= '0' && s[0] <= '9' && n <= 12) {
         long long secs = strtoll(s, &end, 10);
         if (*end == '\0' && secs <= TELEMETRY_SINCE_MAX_S) {
             *out = now - secs * 1000;
+            return true;
+        }
+    } else if (s[0] >= '1' && s[0] <= '9' && n >= TELEMETRY_UNIX_MS_DIGITS && n <= 15) {
+        long long ms = strtoll(s, &end, 10);
+        if (*end == '\0') {
+            *out = ms;
             return true;
         }
     }
     return ef_time_parse(s, out) == 0;
 }
 
+/* Reads `model` (NAME or NAME@VERSION) into name and *version (0 without
+ * one). False when it is neither. */
+static bool model_value(const char *model, char name[TELEMETRY_MODEL_SIZE], int64_t *version)
+{
+    *version = 0;
+    if (strchr(model, '@'))
+        return telemetry_model_parse(model, name, version) == 0;
+    if (!ef_name_valid(model))
+        return false;
+    snprintf(name, TELEMETRY_MODEL_SIZE, "%s", model);
+    return true;
+}
+
+/* The metric names, for error messages. */
+static void metric_names(char *buf, size_t size, bool rolled_up_only)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < METRIC_COUNT && len < size; i++)
+        if (!rolled_up_only || metric_rolled_up((enum metric)i)) {
+            int n = snprintf(buf + len, size - len, "%s%s", len ? ", " : "",
+                             metric_name((enum metric)i));
+            len += n > 0 ? (size_t)n : 0;
+        }
+}
+
 enum MHD_Result api_telemetry_list(struct request *req)
 {
     const char *model = http_query(req, "model"), *limit = http_query(req, "limit");
-    const char *since = http_query(req, "since");
-    char name[TELEMETRY_MODEL_SIZE];
+    const char *since = http_query(req, "since"), *metric = http_query(req, "metric");
+    char name[TELEMETRY_MODEL_SIZE], names[200];
     struct db_telemetry_filter f = {.limit = TELEMETRY_LIMIT_DEFAULT};
+    enum metric m;
     json_t *windows = NULL, *doc;
     int rc;
     if (model) {
-        if (strchr(model, '@') ? telemetry_model_parse(model, name, &f.version) != 0
-                               : !ef_name_valid(model))
+        if (!model_value(model, name, &f.version))
             return http_reply_error(req, 400, "bad_request", "model must be NAME or NAME@VERSION");
-        if (!strchr(model, '@'))
-            snprintf(name, sizeof(name), "%s", model);
         f.model = name;
+    }
+    if (metric) {
+        if (metric_parse(metric, &m) != 0) {
+            metric_names(names, sizeof(names), false);
+            return http_reply_error(req, 400, "bad_request", "metric must be one of %s", names);
+        }
+        f.metric = &m;
     }
     f.ring = http_query(req, "ring");
     if (f.ring && !ef_name_valid(f.ring))
@@ -55,7 +99,8 @@ enum MHD_Result api_telemetry_list(struct request *req)
         return http_reply_error(req, 400, "bad_request", "device must be a device id");
     if (since && !since_value(since, ef_now_ms(), &f.since))
         return http_reply_error(req, 400, "bad_request",
-                                "since must be an RFC 3339 UTC time or a number of seconds ago");
+                                "since must be an RFC 3339 UTC time, Unix ms or a number of "
+                                "seconds ago");
     if (limit) {
         char *end = NULL;
         long long n = limit[0] >= '0' && limit[0] <= '9' ? strtoll(limit, &end, 10) : 0;
@@ -68,5 +113,52 @@ enum MHD_Result api_telemetry_list(struct request *req)
         return http_reply_ef_error(req, rc, "could not read telemetry");
     if (!(doc = json_pack("{s:o}", "windows", windows)))
         return http_reply_ef_error(req, EF_ENOMEM, "out of memory");
+    return http_reply_json(req, 200, doc);
+}
+
+enum MHD_Result api_telemetry_rollups(struct request *req)
+{
+    const char *model = http_query(req, "model"), *metric = http_query(req, "metric");
+    const char *version = http_query(req, "version"), *since = http_query(req, "since");
+    const char *until = http_query(req, "until");
+    char name[TELEMETRY_MODEL_SIZE], names[200];
+    struct db_rollup_filter f = {.model = name};
+    int64_t now = ef_now_ms(), at_version = 0;
+    json_t *doc = NULL;
+    int rc;
+    if (!model || !model_value(model, name, &at_version))
+        return http_reply_error(req, 400, "bad_request",
+                                "model is required: NAME (or NAME@VERSION)");
+    f.version = at_version;
+    if (!metric || metric_parse(metric, &f.metric) != 0 || !metric_rolled_up(f.metric)) {
+        metric_names(names, sizeof(names), true);
+        return http_reply_error(req, 400, "bad_request", "metric is required, one of %s", names);
+    }
+    if (version) {
+        char *end = NULL;
+        long long v = version[0] >= '1' && version[0] <= '9' ? strtoll(version, &end, 10) : 0;
+        if (!end || *end || v < 1 || (at_version && v != at_version))
+            return http_reply_error(req, 400, "bad_request",
+                                    "version must be an integer >= 1 (and agree with model)");
+        f.version = v;
+    }
+    f.ring = http_query(req, "ring");
+    if (f.ring && !ef_name_valid(f.ring))
+        return http_reply_error(req, 400, "bad_request", "ring must be a ring name");
+    if ((since && !since_value(since, now, &f.since)) ||
+        (until && !since_value(until, now, &f.until)))
+        return http_reply_error(req, 400, "bad_request",
+                                "since and until must be RFC 3339 UTC times, Unix ms or numbers of "
+                                "seconds ago");
+    if (until && f.until < 1)
+        f.until = 1; /* before every minute: an empty answer, not "no bound" */
+    rc = db_telemetry_rollups(req->srv->db, &f, &doc);
+    if (rc == EF_ETOOBIG)
+        return http_reply_error(req, 400, "too_many_points",
+                                "more than %d rollup minutes match: narrow since/until, version "
+                                "or ring",
+                                DB_TELEMETRY_POINTS_MAX);
+    if (rc != 0)
+        return http_reply_ef_error(req, rc, "could not read telemetry rollups");
     return http_reply_json(req, 200, doc);
 }

@@ -7,6 +7,7 @@
 #include "server/db.h"
 #include "server/db_fleet.h"
 #include "server/db_registry.h"
+#include "server/db_rollouts.h"
 #include "server/mqtt.h"
 #include "server/server.h"
 #include "common/clock.h"
@@ -70,10 +71,14 @@ static struct ef_slot *slot_build(const struct db_slot *s)
                        s->rollout_id[0] ? s->rollout_id : NULL);
 }
 
-/* Issues the assignment of one device inside the caller's transaction.
- * class is the manifest's device class ("" for any). *envelope receives the
- * new signed envelope (malloc'd) or NULL when nothing changed; *seq the
- * device's seq either way. Errors as assign_version. */
+/* Issues the assignment of one device inside the caller's transaction: v
+ * into slot, or, with v NULL, an empty shadow slot (nothing to do when it is
+ * empty already). A production slot that gets the version the shadow slot
+ * holds takes it over: the shadow slot is emptied in the same assignment
+ * (docs/monitoring.md, promotion). class is the manifest's device class (""
+ * for any). *envelope receives the new signed envelope (malloc'd) or NULL
+ * when nothing changed; *seq the device's seq either way. Errors as
+ * assign_version. */
 static int issue(struct server *srv, const char *device_id, enum ef_slot_kind slot,
                  const struct db_version *v, const char *class, const char *rollout_id, int64_t now,
                  int64_t *seq, char **envelope)
@@ -81,11 +86,18 @@ static int issue(struct server *srv, const char *device_id, enum ef_slot_kind sl
     struct db_desired d;
     struct db_slot *s;
     struct ef_assignment a = {0};
+    bool drop_shadow = false;
     int rc;
     *envelope = NULL;
     if ((rc = db_device_desired_load(srv->db, device_id, &d)) != 0)
         goto out;
     *seq = d.seq;
+    if (!v) {
+        if (!d.slots[EF_SLOT_SHADOW].set)
+            goto out;
+        memset(&d.slots[EF_SLOT_SHADOW], 0, sizeof(d.slots[EF_SLOT_SHADOW]));
+        goto sign;
+    }
     if (class[0] && strcmp(class, d.class) != 0) {
         rc = EF_EMISMATCH;
         goto out;
@@ -97,6 +109,11 @@ static int issue(struct server *srv, const char *device_id, enum ef_slot_kind sl
     }
     if (slot_unchanged(&d.slots[slot], v, rollout_id))
         goto out;
+    if (slot == EF_SLOT_PRODUCTION && d.slots[EF_SLOT_SHADOW].set &&
+        d.slots[EF_SLOT_SHADOW].version_id == v->id) {
+        memset(&d.slots[EF_SLOT_SHADOW], 0, sizeof(d.slots[EF_SLOT_SHADOW]));
+        drop_shadow = true;
+    }
     s = &d.slots[slot];
     memset(s, 0, sizeof(*s));
     s->set = true;
@@ -106,6 +123,7 @@ static int issue(struct server *srv, const char *device_id, enum ef_slot_kind sl
     snprintf(s->sha256, sizeof(s->sha256), "%s", v->sha256);
     s->size = v->size;
     snprintf(s->rollout_id, sizeof(s->rollout_id), "%s", rollout_id ? rollout_id : "");
+sign:
 
     snprintf(a.device_id, sizeof(a.device_id), "%s", device_id);
     a.seq = d.seq + 1;
@@ -120,8 +138,12 @@ static int issue(struct server *srv, const char *device_id, enum ef_slot_kind sl
         rc = EF_ENOMEM;
         goto out;
     }
-    rc =
-        db_device_desired_store(srv->db, device_id, a.seq, *envelope, slot, v->id, rollout_id, now);
+    if (!v)
+        rc = db_rollout_shadow_clear(srv->db, device_id, a.seq, *envelope);
+    else if ((rc = db_device_desired_store(srv->db, device_id, a.seq, *envelope, slot, v->id,
+                                           rollout_id, now)) == 0 &&
+             drop_shadow)
+        rc = db_rollout_shadow_clear(srv->db, device_id, 0, NULL);
     if (rc == 0)
         *seq = a.seq;
 out:
@@ -162,6 +184,25 @@ int assign_version(struct server *srv, const char *device_id, enum ef_slot_kind 
     if ((rc = db_tx_begin(srv->db)) != 0)
         goto out;
     rc = issue(srv, device_id, slot, v, class, rollout_id, ef_now_ms(), &new_seq, &envelope);
+    if ((rc = db_tx_end(srv->db, rc)) != 0)
+        goto out;
+    if (envelope)
+        publish(srv, device_id, new_seq, envelope);
+    if (seq)
+        *seq = new_seq;
+out:
+    free(envelope);
+    return rc;
+}
+
+int assign_shadow_clear(struct server *srv, const char *device_id, int64_t *seq)
+{
+    char *envelope = NULL;
+    int64_t new_seq = 0;
+    int rc = db_tx_begin(srv->db);
+    if (rc != 0)
+        goto out;
+    rc = issue(srv, device_id, EF_SLOT_SHADOW, NULL, "", NULL, ef_now_ms(), &new_seq, &envelope);
     if ((rc = db_tx_end(srv->db, rc)) != 0)
         goto out;
     if (envelope)

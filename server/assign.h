@@ -8,6 +8,9 @@
  * envelope retained on the device's desired topic. A device that misses the
  * publish converges through GET /api/v1/devices/{id}/desired.
  *
+ * A production slot that gets the version the shadow slot holds takes it
+ * over: the same assignment empties the shadow slot (a promotion).
+ *
  * Re-assigning the version a slot already wants, under the same rollout, is
  * a no-op that answers the current seq (so a repeated request does not send
  * devices back to pending); after a failure, rollback or cancellation of that
@@ -32,6 +35,11 @@ struct db_version;
  * EF_EDB. A failed publish is logged, not returned: the state is stored. */
 int assign_version(struct server *srv, const char *device_id, enum ef_slot_kind slot,
                    const struct db_version *v, const char *rollout_id, int64_t *seq);
+
+/* Empties device_id's shadow slot: a new assignment without it, unless it
+ * is empty already (then a no-op). *seq (may be NULL) receives the device's
+ * seq afterwards. EF_ENOENT (no such active device), EF_ENOMEM, EF_EDB. */
+int assign_shadow_clear(struct server *srv, const char *device_id, int64_t *seq);
 
 /* Puts version v into slot of every active device whose effective ring is
  * ring, all in one transaction (all or none); devices of another class than

@@ -484,6 +484,8 @@ int db_migrate(struct db *db, int *from, int *to)
         goto out;
     }
     version = sqlite3_column_int(st, 0);
+    /* A statement left pending would make a migration's DROP fail (locked). */
+    sqlite3_reset(st);
     if (from)
         *from = version;
     for (const struct ef_embedded_file *f = ef_embedded; f->name; f++) {

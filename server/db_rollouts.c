@@ -40,13 +40,14 @@ void db_rollout_clear(struct db_rollout *r)
     memset(r, 0, sizeof(*r));
 }
 
-int db_rollout_create(struct db *db, int64_t version_id, const int64_t *ring_ids, size_t ring_count,
-                      const char *policy, int64_t now, int64_t *id)
+int db_rollout_create(struct db *db, int64_t version_id, enum ef_slot_kind slot,
+                      const int64_t *ring_ids, size_t ring_count, const char *policy, int64_t now,
+                      int64_t *id)
 {
     /* A version that does not exist leaves model_id NULL: EF_ECONFLICT. */
     static const char sql_rollout[] =
-        "INSERT INTO rollouts (model_id, version_id, policy, created_at)"
-        " VALUES ((SELECT model_id FROM model_versions WHERE id = ?1), ?1, ?2, ?3)";
+        "INSERT INTO rollouts (model_id, version_id, policy, created_at, slot)"
+        " VALUES ((SELECT model_id FROM model_versions WHERE id = ?1), ?1, ?2, ?3, ?4)";
     static const char sql_ring[] =
         "INSERT INTO rollout_rings (rollout_id, position, ring_id) VALUES (?1, ?2, ?3)";
     int64_t rollout_id = 0;
@@ -55,7 +56,8 @@ int db_rollout_create(struct db *db, int64_t version_id, const int64_t *ring_ids
         return EF_EINVAL;
     if ((rc = db_tx_begin(db)) != 0)
         return rc;
-    rc = db_insert(db, sql_rollout, &rollout_id, "isi", version_id, policy, now);
+    rc = db_insert(db, sql_rollout, &rollout_id, "isis", version_id, policy, now,
+                   ef_slot_name(slot));
     for (size_t i = 0; rc == 0 && i < ring_count; i++)
         rc = db_exec(db, sql_ring, "iii", rollout_id, (int64_t)(i + 1), ring_ids[i]);
     if ((rc = db_tx_end(db, rc)) == 0 && id)
@@ -83,6 +85,10 @@ static int rollout_row(sqlite3_stmt *st, void *arg)
         r->created_at = sqlite3_column_int64(st, 8);
         r->started_at = sqlite3_column_int64(st, 9);
         r->finished_at = sqlite3_column_int64(st, 10);
+        /* The CHECK of schema/009 keeps slot to the two names. */
+        if (ef_slot_kind_parse((const char *)sqlite3_column_text(st, 19), &r->slot) != 0)
+            r->slot = EF_SLOT_PRODUCTION;
+        r->promoted_to = sqlite3_column_int64(st, 20);
     }
     /* The CHECKs and db_rollout_create keep rings within the bound. */
     if (r->ring_count >= DB_ROLLOUT_MAX_RINGS)
@@ -105,7 +111,7 @@ int db_rollout_get(struct db *db, int64_t id, struct db_rollout *out)
         "SELECT r.id, r.model_id, m.name, r.version_id, v.version, r.state, r.reason, r.policy,"
         " r.created_at, r.started_at, r.finished_at,"
         " rr.position, rr.ring_id, g.name, rr.state, rr.reason, rr.started_at,"
-        " rr.soak_started_at, rr.finished_at"
+        " rr.soak_started_at, rr.finished_at, r.slot, r.promoted_to"
         " FROM rollouts r JOIN models m ON m.id = r.model_id"
         " JOIN model_versions v ON v.id = r.version_id"
         " JOIN rollout_rings rr ON rr.rollout_id = r.id JOIN rings g ON g.id = rr.ring_id"
@@ -159,22 +165,43 @@ int db_rollout_ids(struct db *db, const char *model, const char *state, int64_t 
     return rc;
 }
 
-int db_rollout_active(struct db *db, const char *model, int64_t *id)
+int db_rollout_active(struct db *db, const char *model, enum ef_slot_kind slot, int64_t *id)
 {
-    static const char *const active[] = {"running", "paused"};
-    int64_t *ids = NULL;
-    size_t n = 0;
-    int rc = EF_ENOENT;
-    for (size_t i = 0; i < 2 && rc == EF_ENOENT; i++) {
-        int err = db_rollout_ids(db, model, active[i], &ids, &n);
-        if (err != 0)
-            rc = err;
-        else if (n > 0)
-            rc = 0, *id = ids[0];
-        free(ids);
-        ids = NULL;
+    static const char sql[] = "SELECT r.id FROM rollouts r JOIN models m ON m.id = r.model_id"
+                              " WHERE m.name = ?1 AND r.slot = ?2"
+                              " AND r.state IN ('running', 'paused') ORDER BY r.id DESC LIMIT 1";
+    return db_select_int(db, sql, id, "ss", model, ef_slot_name(slot));
+}
+
+int db_rollout_set_promoted(struct db *db, int64_t id, int64_t promoted_to)
+{
+    static const char sql[] = "UPDATE rollouts SET promoted_to = ?2"
+                              " WHERE id = ?1 AND slot = 'shadow' AND promoted_to IS NULL";
+    int rc = db_exec_one(db, sql, "ii", id, promoted_to);
+    return rc == EF_ENOENT ? EF_ECONFLICT : rc;
+}
+
+int db_rollout_shadow_clear(struct db *db, const char *device_id, int64_t seq, const char *envelope)
+{
+    static const char sql_device[] =
+        "UPDATE devices SET desired_seq = ?2, desired = ?3"
+        " WHERE id = ?1 AND decommissioned_at IS NULL AND desired_seq < ?2";
+    static const char sql_exists[] =
+        "SELECT 1 FROM devices WHERE id = ?1 AND decommissioned_at IS NULL";
+    static const char sql_slot[] =
+        "DELETE FROM device_slots WHERE device_id = ?1 AND slot = 'shadow'";
+    int rc = db_tx_begin(db);
+    if (rc != 0)
+        return rc;
+    if (envelope &&
+        (rc = db_exec_one(db, sql_device, "sis", device_id, seq, envelope)) == EF_ENOENT) {
+        /* Gone, or a seq that would go backwards. */
+        rc = db_select_int(db, sql_exists, NULL, "s", device_id);
+        rc = rc == 0 ? EF_ESTALE : rc;
     }
-    return rc;
+    if (rc == 0)
+        rc = db_exec(db, sql_slot, "s", device_id);
+    return db_tx_end(db, rc);
 }
 
 int db_rollout_set_state(struct db *db, int64_t id, const char *from, const char *to,
@@ -214,7 +241,8 @@ int db_rollout_track(struct db *db, int64_t id, int64_t ring_id, const char *cla
         "INSERT INTO rollout_devices (rollout_id, device_id, ring_id, previous_version_id,"
         " assigned_at)"
         " SELECT ?1, d.id, ?2, (SELECT s.version_id FROM device_slots s WHERE s.device_id = d.id"
-        "   AND s.slot = 'production' AND (s.state = 'committed' OR s.version_id IN"
+        "   AND s.slot = (SELECT slot FROM rollouts WHERE id = ?1)"
+        "   AND (s.state = 'committed' OR s.version_id IN"
         "   (SELECT o.previous_version_id FROM rollout_devices o WHERE o.device_id = d.id"
         "     AND o.rollout_id != ?1 AND o.final_state IN ('cancelled', 'rolled_back')))), ?4"
         " FROM devices d JOIN device_rings dr ON dr.device_id = d.id"
@@ -274,7 +302,7 @@ int db_rollout_devices(struct db *db, int64_t id, int64_t ring_id, struct db_rol
         " rd.final_state, s.state, rd.reason, s.reason"
         " FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id"
         " JOIN devices d ON d.id = rd.device_id AND d.decommissioned_at IS NULL"
-        " LEFT JOIN device_slots s ON s.device_id = rd.device_id AND s.slot = 'production'"
+        " LEFT JOIN device_slots s ON s.device_id = rd.device_id AND s.slot = r.slot"
         " WHERE rd.rollout_id = ?1 AND (?2 = 0 OR rd.ring_id = ?2) ORDER BY rd.device_id";
     struct device_list l = {0};
     int rc = db_select(db, sql, DB_ALL, device_row, &l, "ii", id, ring_id);
@@ -315,7 +343,8 @@ int db_rollout_device_timeout(struct db *db, int64_t id, const char *device_id, 
 {
     static const char sql_slot[] =
         "UPDATE device_slots SET state = 'failed', reason = 'timeout', updated_at = ?3"
-        " WHERE device_id = ?2 AND slot = 'production' AND rollout_id = CAST(?1 AS TEXT)"
+        " WHERE device_id = ?2 AND slot = (SELECT slot FROM rollouts WHERE id = ?1)"
+        " AND rollout_id = CAST(?1 AS TEXT)"
         " AND version_id = (SELECT version_id FROM rollouts WHERE id = ?1)"
         " AND state NOT IN ('committed', 'failed', 'rolled_back')";
     int rc = db_tx_begin(db);
@@ -382,11 +411,13 @@ int db_rollout_json(struct db *db, int64_t id, json_t **out)
     for (size_t i = 0; i < r.ring_count; i++)
         if (json_array_append_new(rings, ring_json(&r.rings[i], devices, n)) != 0)
             goto out;
-    doc = json_pack("{s:I, s:s, s:I, s:s, s:o, s:O, s:o, s:o, s:o, s:O}", "id", (json_int_t)r.id,
-                    "model", r.model, "version", (json_int_t)r.version, "state", r.state, "reason",
-                    reason_json(r.reason), "policy", policy, "created_at", time_json(r.created_at),
-                    "started_at", time_json(r.started_at), "finished_at", time_json(r.finished_at),
-                    "rings", rings);
+    doc = json_pack("{s:I, s:s, s:I, s:s, s:o, s:s, s:o, s:O, s:o, s:o, s:o, s:O}", "id",
+                    (json_int_t)r.id, "model", r.model, "version", (json_int_t)r.version, "slot",
+                    ef_slot_name(r.slot), "promoted_to",
+                    r.promoted_to ? json_integer(r.promoted_to) : json_null(), "state", r.state,
+                    "reason", reason_json(r.reason), "policy", policy, "created_at",
+                    time_json(r.created_at), "started_at", time_json(r.started_at), "finished_at",
+                    time_json(r.finished_at), "rings", rings);
     if (doc) {
         *out = doc;
         rc = 0;

@@ -5,16 +5,19 @@
  *
  * The rollout engine (rollout.h) is the only writer apart from creation;
  * state changes are compare-and-set on the rollout's current state, and the
- * index rollouts_one_active keeps a model to one running or paused rollout.
- * A device's action in a rollout is what its production slot says while the
- * slot holds the rollout's assignment (version and rollout id), `pending`
- * while it does not, and the rollout's own verdict (failed by timeout,
- * rolled_back, cancelled) once it has given one.
+ * index rollouts_one_active keeps a model to one running or paused rollout
+ * per slot (schema/009_rollout_slot.sql). A rollout fills one slot of its
+ * devices, production or shadow. A device's action in a rollout is what
+ * that slot says while the slot holds the rollout's assignment (version and
+ * rollout id), `pending` while it does not, and the rollout's own verdict
+ * (failed by timeout, rolled_back, cancelled) once it has given one.
  *
  * Times in the structs are Unix ms, 0 for "not yet"; JSON gives RFC 3339.
  */
 #ifndef EF_DB_ROLLOUTS_H
 #define EF_DB_ROLLOUTS_H
+
+#include "common/assignment.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -63,6 +66,8 @@ struct db_rollout {
     char model[65];                      /* model name */
     int64_t version_id;                  /* model_versions row */
     int64_t version;                     /* version number */
+    enum ef_slot_kind slot;              /* the slot it fills on its devices */
+    int64_t promoted_to;                 /* the production rollout promote made; 0: none */
     char state[DB_ROLLOUT_STATE_SIZE];   /* draft, running, paused, succeeded, failed, ... */
     char reason[DB_ROLLOUT_REASON_SIZE]; /* "" for none */
     char *policy;                        /* JSON text, every member present */
@@ -81,20 +86,21 @@ struct db_rollout_device {
     char device_id[65];
     int64_t ring_id;                     /* the ring it was assigned through */
     int64_t previous_version_id;         /* committed before the rollout; 0: none */
-    int64_t slot_version_id;             /* what its production slot wants now; 0: nothing */
+    int64_t slot_version_id;             /* what the rollout's slot wants now; 0: nothing */
     bool assigned;                       /* the slot holds this rollout's assignment */
     bool final;                          /* the rollout has given its own verdict */
     enum db_action action;               /* as derived above */
     char reason[DB_ROLLOUT_REASON_SIZE]; /* the verdict's or the device's reason, "" for none */
 };
 
-/* Creates a draft rollout of version_id through ring_ids (ring rows, in
- * order, 1..DB_ROLLOUT_MAX_RINGS of them) with policy (JSON text, stored as
- * given), in one transaction. *id (may be NULL) receives its id. EF_EINVAL
- * (ring count), EF_EEXIST (a ring twice), EF_ECONFLICT (no such version or
- * ring), EF_EDB. */
-int db_rollout_create(struct db *db, int64_t version_id, const int64_t *ring_ids, size_t ring_count,
-                      const char *policy, int64_t now, int64_t *id);
+/* Creates a draft rollout of version_id into slot through ring_ids (ring
+ * rows, in order, 1..DB_ROLLOUT_MAX_RINGS of them) with policy (JSON text,
+ * stored as given), in one transaction. *id (may be NULL) receives its id.
+ * EF_EINVAL (ring count), EF_EEXIST (a ring twice), EF_ECONFLICT (no such
+ * version or ring), EF_EDB. */
+int db_rollout_create(struct db *db, int64_t version_id, enum ef_slot_kind slot,
+                      const int64_t *ring_ids, size_t ring_count, const char *policy, int64_t now,
+                      int64_t *id);
 
 /* Fills *out with rollout id and its rings; the caller calls
  * db_rollout_clear. EF_ENOENT, EF_ENOMEM, EF_EDB. */
@@ -106,9 +112,23 @@ int db_rollout_get(struct db *db, int64_t id, struct db_rollout *out);
 int db_rollout_ids(struct db *db, const char *model, const char *state, int64_t **ids,
                    size_t *count);
 
-/* The id of model's running or paused rollout into *id. EF_ENOENT when it
- * has none, EF_EDB. */
-int db_rollout_active(struct db *db, const char *model, int64_t *id);
+/* The id of model's running or paused rollout of slot into *id. EF_ENOENT
+ * when it has none, EF_EDB. */
+int db_rollout_active(struct db *db, const char *model, enum ef_slot_kind slot, int64_t *id);
+
+/* Records that shadow rollout id was promoted to production rollout
+ * promoted_to, once: EF_ECONFLICT when it already was (or does not exist),
+ * EF_EDB. */
+int db_rollout_set_promoted(struct db *db, int64_t id, int64_t promoted_to);
+
+/* Empties device_id's shadow slot. With envelope (may be NULL) it also
+ * stores envelope as the device's desired state under seq, which must be
+ * above the stored one (EF_ESTALE otherwise, EF_ENOENT for no such active
+ * device); without, only the slot row goes (the caller has just stored an
+ * assignment that lacks it). assign.c calls it inside its transaction.
+ * EF_EDB. */
+int db_rollout_shadow_clear(struct db *db, const char *device_id, int64_t seq,
+                            const char *envelope);
 
 /* Moves rollout id from state `from` to `to` with reason (NULL: none),
  * setting started_at on its first running and finished_at on a final state.
@@ -126,7 +146,7 @@ int db_rollout_ring_set_state(struct db *db, int64_t id, int64_t position, const
 
 /* Records the active devices now in ring_id (of class, NULL for any) as
  * devices of rollout id assigned through that ring: a device seen for the
- * first time keeps as its previous version what its production slot has
+ * first time keeps as its previous version what the rollout's slot has
  * committed now, or else wants because an earlier rollout gave it back as
  * its previous committed version (rollback, abort); NULL when neither. One
  * already recorded through another ring is moved, its previous version
@@ -152,13 +172,14 @@ int db_rollout_device_finish(struct db *db, int64_t id, const char *device_id,
                              const char *final_state, const char *reason);
 
 /* A device that did not finish by the ring's deadline: its action becomes
- * failed with reason "timeout", and so does its production slot when it
+ * failed with reason "timeout", and so does the rollout's slot when it
  * still wants the rollout's version and has not finished, so that the
  * device object says the same. One transaction. EF_ENOENT, EF_EDB. */
 int db_rollout_device_timeout(struct db *db, int64_t id, const char *device_id, int64_t now);
 
 /* The rollout object of docs/rollouts.md as a new JSON object: {id, model,
- * version, state, reason, policy, created_at, started_at, finished_at,
+ * version, slot, promoted_to, state, reason, policy, created_at, started_at,
+ * finished_at,
  * rings: [{name, position, state, devices, counts: {action: n}, started_at,
  * finished_at, reason}]}; a ring's devices are those the rollout assigned
  * through it (0 before it starts). EF_ENOENT, EF_ENOMEM, EF_EDB. */

@@ -548,6 +548,19 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     request_free(req);
 }
 
+/* The most bytes the matched route's body may have. */
+static size_t body_limit(const struct request *req)
+{
+    switch (req->route->body) {
+    case BODY_MULTIPART:
+        return req->srv->cfg.max_upload;
+    case BODY_JSON_BULK:
+        return HTTP_MAX_BULK_JSON;
+    default:
+        return req->srv->cfg.max_json;
+    }
+}
+
 /* First callback of a request: everything that can be decided from the
  * request line and headers is decided here, before any body is read. */
 static enum MHD_Result request_begin(struct server *srv, struct MHD_Connection *conn,
@@ -599,12 +612,13 @@ static enum MHD_Result request_begin(struct server *srv, struct MHD_Connection *
             return http_reply_error(req, 400, "bad_request", "this route takes no body");
         break;
     case BODY_JSON:
+    case BODY_JSON_BULK:
         if (body && !content_type_is(ctype, "application/json"))
             return http_reply_error(req, 415, "unsupported_media_type",
                                     "the body must be application/json");
-        if (declared != UINT64_MAX && declared > srv->cfg.max_json)
+        if (declared != UINT64_MAX && declared > body_limit(req))
             return http_reply_error(req, 413, "payload_too_large",
-                                    "the body may have at most %zu bytes", srv->cfg.max_json);
+                                    "the body may have at most %zu bytes", body_limit(req));
         break;
     case BODY_MULTIPART:
         if (!content_type_is(ctype, "multipart/form-data"))
@@ -625,8 +639,7 @@ static enum MHD_Result request_begin(struct server *srv, struct MHD_Connection *
  * queues responses before or after the body), so errors wait for the end. */
 static void request_body(struct request *req, const char *data, size_t size)
 {
-    size_t limit =
-        req->route->body == BODY_MULTIPART ? req->srv->cfg.max_upload : req->srv->cfg.max_json;
+    size_t limit = body_limit(req);
     if (req->body_too_large || req->body_len + size > limit) {
         req->body_too_large = true;
         return;
@@ -650,9 +663,8 @@ static void request_body(struct request *req, const char *data, size_t size)
 static enum MHD_Result request_end(struct request *req)
 {
     if (req->body_too_large)
-        return http_reply_error(
-            req, 413, "payload_too_large", "the body may have at most %zu bytes",
-            req->route->body == BODY_MULTIPART ? req->srv->cfg.max_upload : req->srv->cfg.max_json);
+        return http_reply_error(req, 413, "payload_too_large",
+                                "the body may have at most %zu bytes", body_limit(req));
     if (req->route->body == BODY_MULTIPART)
         parts_finish(req);
     switch (req->upload_error) {

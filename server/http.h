@@ -30,7 +30,11 @@ enum body_kind {
     BODY_NONE,      /* no body expected; any body is refused with 400 */
     BODY_JSON,      /* application/json, at most cfg.max_json bytes */
     BODY_MULTIPART, /* multipart/form-data, at most cfg.max_upload bytes */
+    BODY_JSON_BULK, /* application/json, at most HTTP_MAX_BULK_JSON bytes; the handler parses it */
 };
+
+/* The body limit of BODY_JSON_BULK routes (device sample uploads). */
+#define HTTP_MAX_BULK_JSON (1u << 20)
 
 /* Who may call a route: a bitmask. API roles are ordered, so ACCESS_VIEWER
  * admits operators and admins too. */
@@ -46,7 +50,7 @@ enum access {
 typedef enum MHD_Result (*route_handler)(struct request *req);
 
 struct route {
-    const char *method;   /* "GET", "POST", "PATCH", "DELETE" */
+    const char *method;   /* "GET", "POST", "PUT", "PATCH", "DELETE" */
     const char *pattern;  /* "/api/v1/models/{name}"; a {x} segment captures one segment */
     unsigned access;      /* enum access bits */
     enum body_kind body;  /* what body the route takes */

@@ -6,6 +6,7 @@
 #include "server/db.h"
 #include "server/db_fleet.h"
 #include "server/http.h"
+#include "server/monitor.h"
 #include "server/mqtt.h"
 #include "server/rollout.h"
 #include "server/server.h"
@@ -57,6 +58,11 @@ static const char usage[] =
     "  --max-upload BYTES          largest artifact upload (default 67108864)\n"
     "  --rollout-tick-ms MS        how often the rollout engine evaluates running\n"
     "                              rollouts (default 1000)\n"
+    "  --monitor-tick-ms MS        how often the monitor evaluates trigger rules\n"
+    "                              (default 5000)\n"
+    "  --retrain-command CMD       run /bin/sh -c CMD when a retrain alert fires, with\n"
+    "                              EF_MODEL, EF_VERSION, EF_DATASET_ID, EF_ALERT_ID,\n"
+    "                              EF_TRIGGER_ID, EF_REASON and EF_SERVER_URL set\n"
     "  --telemetry-retention-hours H\n"
     "                              hours raw telemetry windows are kept (default 168)\n"
     "  --log-level LEVEL           debug, info, warn or error (default info;\n"
@@ -77,6 +83,8 @@ enum {
     OPT_ROLLOUT_TICK,
     OPT_WEB_DIR,
     OPT_NODE_MODULES,
+    OPT_MONITOR_TICK,
+    OPT_RETRAIN_COMMAND,
 };
 
 static const struct option long_options[] = {
@@ -93,6 +101,8 @@ static const struct option long_options[] = {
     {"rollout-tick-ms", required_argument, NULL, OPT_ROLLOUT_TICK},
     {"web-dir", required_argument, NULL, OPT_WEB_DIR},
     {"node-modules", required_argument, NULL, OPT_NODE_MODULES},
+    {"monitor-tick-ms", required_argument, NULL, OPT_MONITOR_TICK},
+    {"retrain-command", required_argument, NULL, OPT_RETRAIN_COMMAND},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -134,6 +144,7 @@ static int parse_options(int argc, char **argv, struct server_config *cfg)
     cfg->max_upload = 64u << 20;
     cfg->max_json = 64u << 10;
     cfg->rollout_tick_ms = 1000;
+    cfg->monitor_tick_ms = MONITOR_TICK_MS_DEFAULT;
     cfg->telemetry_retention_h = TELEMETRY_RETENTION_H_DEFAULT;
     cfg->web_dir = EF_WEB_DIR;
     cfg->node_modules = EF_NODE_MODULES;
@@ -163,6 +174,14 @@ static int parse_options(int argc, char **argv, struct server_config *cfg)
             break;
         case OPT_NODE_MODULES:
             cfg->node_modules = optarg;
+            break;
+        case OPT_MONITOR_TICK:
+            if ((rc = parse_count(optarg, 3600000, &v)) == 0)
+                cfg->monitor_tick_ms = (unsigned)v;
+            break;
+        case OPT_RETRAIN_COMMAND:
+            rc = optarg[0] ? 0 : EF_EINVAL;
+            cfg->retrain_command = optarg;
             break;
         case OPT_THREADS:
             if ((rc = parse_count(optarg, 256, &v)) == 0)
@@ -413,6 +432,12 @@ static int cmd_serve(struct server *srv)
                 srv->cfg.listen_port, ef_strerror(rc));
         goto out;
     }
+    /* After the HTTP daemon, whose port (perhaps picked by the system) a
+     * retrain command is told; it acts through the rollout engine. */
+    if ((rc = monitor_start(srv, &srv->monitor)) != 0) {
+        fprintf(stderr, "edgefleet-server: cannot start the monitor: %s\n", ef_strerror(rc));
+        goto out;
+    }
     ef_info("server_started", "url=http://%s:%u schema_version=%d mqtt=%s threads=%u",
             srv->cfg.listen_host, srv->cfg.listen_port, to, mqtt_shown, srv->cfg.threads);
     sigwait(&signals, &sig);
@@ -422,6 +447,7 @@ out:
      * then the stores they write to. */
     http_stop(srv->http);
     web_close(srv->web);
+    monitor_stop(srv->monitor);
     rollout_engine_stop(srv->rollouts);
     mqtt_stop(srv->mqtt);
     telemetry_stop(srv->telemetry);

@@ -28,7 +28,8 @@ const char *const manifest_meta_keys[] = {
     "baseline",    "metrics", "lineage",      "version",  NULL,
 };
 
-static const char *const lineage_keys[] = {"parent_version", "dataset_id", "trigger", NULL};
+static const char *const lineage_keys[] = {"parent_version", "dataset_id", "trigger", "alert_id",
+                                           NULL};
 
 static int refuse(char *msg, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -289,6 +290,13 @@ static int build_lineage(const json_t *meta, int64_t parent_version, json_t **ou
             rc = refuse(msg, msg_size, "meta.lineage.%s must be a string or null", lineage_keys[i]);
             goto out;
         }
+    }
+    /* The alert whose retrain action caused this version (docs/monitoring.md). */
+    const json_t *alert = json_object_get(given, "alert_id");
+    if (alert && !json_is_null(alert) &&
+        !(json_is_integer(alert) && json_integer_value(alert) >= 1)) {
+        rc = refuse(msg, msg_size, "meta.lineage.alert_id must be an integer >= 1 or null");
+        goto out;
     }
     lineage = json_pack("{s:o, s:n, s:n}", "parent_version",
                         parent_version > 0 ? json_integer(parent_version) : json_null(),

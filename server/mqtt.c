@@ -178,6 +178,13 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     atomic_fetch_add(&m->srv->stats.mqtt_messages_in, 1);
     if (ef_topic_parse_device(msg->topic, device_id, &leaf) != 0)
         return;
+    /* Telemetry windows have their own bound (TELEMETRY_MAX_BYTES, larger
+     * than a report's), checked and counted as malformed by the parser. */
+    if (strcmp(leaf, "telemetry") == 0 && msg->payloadlen >= 0) {
+        (void)telemetry_submit(m->srv->telemetry, device_id, msg->payload, (size_t)msg->payloadlen,
+                               ef_now_ms());
+        return;
+    }
     if (msg->payloadlen < 0 || (size_t)msg->payloadlen > MQTT_MAX_DEVICE_PAYLOAD) {
         ef_warn("mqtt_oversized", "device=%s bytes=%d", device_id, msg->payloadlen);
         return;
@@ -186,9 +193,6 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
         handle_status(m, device_id, msg->payload, (size_t)msg->payloadlen);
     else if (strcmp(leaf, "reported") == 0)
         handle_reported(m, device_id, msg->payload, (size_t)msg->payloadlen);
-    else if (strcmp(leaf, "telemetry") == 0) /* queued; malformed and dropped are counted */
-        (void)telemetry_submit(m->srv->telemetry, device_id, msg->payload, (size_t)msg->payloadlen,
-                               ef_now_ms());
 }
 
 int mqtt_start(struct server *srv, const char *url, const char *password, struct mqtt **out)

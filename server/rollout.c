@@ -298,7 +298,7 @@ static int ring_assign_missing(struct step *s, const struct db_rollout_ring *g)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (d[i].assigned || d[i].final)
             continue;
-        rc = assign_version(s->srv, d[i].device_id, EF_SLOT_PRODUCTION, &s->v, s->rollout_id, NULL);
+        rc = assign_version(s->srv, d[i].device_id, s->r.slot, &s->v, s->rollout_id, NULL);
         if (rc == 0) {
             issued++;
         } else if (rc == EF_ENOENT) {
@@ -308,6 +308,11 @@ static int ring_assign_missing(struct step *s, const struct db_rollout_ring *g)
                     d[i].device_id);
             rc = db_rollout_device_finish(s->srv->db, s->r.id, d[i].device_id, "failed",
                                           "device class does not match the version");
+        } else if (rc == EF_ECONFLICT && s->r.slot == EF_SLOT_SHADOW) {
+            ef_warn("rollout_shadow_alone", "rollout=%lld device=%s", (long long)s->r.id,
+                    d[i].device_id);
+            rc = db_rollout_device_finish(s->srv->db, s->r.id, d[i].device_id, "failed",
+                                          "no production model to run a shadow beside");
         }
     }
     if (issued > 0)
@@ -403,6 +408,17 @@ static int give_back(struct step *s, enum give_back_mode mode)
         if ((mode == GIVE_BACK_ABORT && d[i].action == DB_ACTION_COMMITTED) ||
             (d[i].final && d[i].action == done))
             continue;
+        if (d[i].previous_version_id == 0 && s->r.slot == EF_SLOT_SHADOW) {
+            /* A shadow slot that was empty before the rollout is emptied. */
+            if ((rc = assign_shadow_clear(s->srv, d[i].device_id, NULL)) == EF_ENOENT) {
+                rc = 0;
+                continue;
+            }
+            if (rc == 0)
+                rc = db_rollout_device_finish(s->srv->db, s->r.id, d[i].device_id, verdict, NULL);
+            reassigned++;
+            continue;
+        }
         if (d[i].previous_version_id == 0) {
             ef_warn("rollout_no_previous_version", "rollout=%lld device=%s action=%s",
                     (long long)s->r.id, d[i].device_id, db_action_name(d[i].action));
@@ -418,8 +434,7 @@ static int give_back(struct step *s, enum give_back_mode mode)
                 if ((rc = db_version_get_by_id(s->srv->db, d[i].previous_version_id, &prev)) != 0)
                     break;
             }
-            rc = assign_version(s->srv, d[i].device_id, EF_SLOT_PRODUCTION, &prev, s->rollout_id,
-                                NULL);
+            rc = assign_version(s->srv, d[i].device_id, s->r.slot, &prev, s->rollout_id, NULL);
             if (rc == EF_ENOENT) {
                 rc = 0;
                 continue;
@@ -601,9 +616,8 @@ static int resume(struct step *s)
             rc = db_rollout_device_finish(s->srv->db, s->r.id, d[i].device_id, NULL, NULL);
         /* A slot that failed or rolled back is issued again: a retry. */
         if (rc == 0)
-            rc = assign_version(s->srv, d[i].device_id, EF_SLOT_PRODUCTION, &s->v, s->rollout_id,
-                                NULL);
-        if (rc == EF_ENOENT || rc == EF_EMISMATCH)
+            rc = assign_version(s->srv, d[i].device_id, s->r.slot, &s->v, s->rollout_id, NULL);
+        if (rc == EF_ENOENT || rc == EF_EMISMATCH || rc == EF_ECONFLICT)
             rc = 0;
     }
     free(d);
@@ -696,12 +710,12 @@ int rollout_create(struct rollout_engine *e, const struct rollout_spec *spec, in
     int64_t active = 0;
     int rc;
     pthread_mutex_lock(&e->lock);
-    rc = db_rollout_active(e->srv->db, spec->model, &active);
+    rc = db_rollout_active(e->srv->db, spec->model, spec->slot, &active);
     if (rc == 0 && !spec->supersede) {
         rc = EF_EEXIST;
         if (msg)
-            snprintf(msg, msg_size, "rollout %lld of model %s is running or paused",
-                     (long long)active, spec->model);
+            snprintf(msg, msg_size, "%s rollout %lld of model %s is running or paused",
+                     ef_slot_name(spec->slot), (long long)active, spec->model);
         goto out;
     }
     if (rc == 0)
@@ -710,14 +724,77 @@ int rollout_create(struct rollout_engine *e, const struct rollout_spec *spec, in
         rc = 0;
     if (rc != 0)
         goto out;
-    rc = db_rollout_create(e->srv->db, spec->version_id, spec->ring_ids, spec->ring_count,
-                           spec->policy, ef_now_ms(), id);
+    rc = db_rollout_create(e->srv->db, spec->version_id, spec->slot, spec->ring_ids,
+                           spec->ring_count, spec->policy, ef_now_ms(), id);
     if (rc == 0)
-        ef_info("rollout_created", "rollout=%lld model=%s version_id=%lld rings=%zu%s",
-                (long long)*id, spec->model, (long long)spec->version_id, spec->ring_count,
-                spec->supersede && active ? " superseded" : "");
+        ef_info("rollout_created", "rollout=%lld model=%s version_id=%lld slot=%s rings=%zu%s",
+                (long long)*id, spec->model, (long long)spec->version_id, ef_slot_name(spec->slot),
+                spec->ring_count, spec->supersede && active ? " superseded" : "");
 out:
     pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
+/* rollout_promote with the lock held, s loaded: the new rollout and the
+ * promotion are one transaction, its start the next. */
+static int promote_locked(struct step *s, int64_t *promoted, char *msg, size_t msg_size)
+{
+    int64_t ring_ids[DB_ROLLOUT_MAX_RINGS], active = 0, id = 0;
+    int rc;
+    if (s->r.slot != EF_SLOT_SHADOW || !state_is(s->r.state, "succeeded") || s->r.promoted_to) {
+        if (msg && s->r.slot != EF_SLOT_SHADOW)
+            snprintf(msg, msg_size,
+                     "rollout %lld fills the production slot; only a shadow "
+                     "rollout is promoted",
+                     (long long)s->r.id);
+        else if (msg && s->r.promoted_to)
+            snprintf(msg, msg_size, "rollout %lld was promoted already, to rollout %lld",
+                     (long long)s->r.id, (long long)s->r.promoted_to);
+        else if (msg)
+            snprintf(msg, msg_size, "rollout %lld is %s; promote needs it succeeded",
+                     (long long)s->r.id, s->r.state);
+        return EF_ECONFLICT;
+    }
+    rc = db_rollout_active(s->srv->db, s->r.model, EF_SLOT_PRODUCTION, &active);
+    if (rc == 0) {
+        if (msg)
+            snprintf(msg, msg_size, "production rollout %lld of model %s is running or paused",
+                     (long long)active, s->r.model);
+        return EF_EEXIST;
+    }
+    if (rc != EF_ENOENT)
+        return rc;
+    for (size_t i = 0; i < s->r.ring_count; i++)
+        ring_ids[i] = s->r.rings[i].ring_id;
+    if ((rc = db_tx_begin(s->srv->db)) != 0)
+        return rc;
+    rc = db_rollout_create(s->srv->db, s->r.version_id, EF_SLOT_PRODUCTION, ring_ids,
+                           s->r.ring_count, s->r.policy, s->now, &id);
+    if (rc == 0)
+        rc = db_rollout_set_promoted(s->srv->db, s->r.id, id);
+    if ((rc = db_tx_end(s->srv->db, rc)) != 0)
+        return rc;
+    ef_info("rollout_promoted", "rollout=%lld model=%s version=%lld production_rollout=%lld",
+            (long long)s->r.id, s->r.model, (long long)s->r.version, (long long)id);
+    *promoted = id;
+    return act_locked(s->e, id, ROLLOUT_START, NULL, msg, msg_size);
+}
+
+int rollout_promote(struct rollout_engine *e, int64_t id, int64_t *promoted, char *msg,
+                    size_t msg_size)
+{
+    struct step *s = calloc(1, sizeof(*s));
+    int rc = EF_ENOMEM;
+    if (!s)
+        return rc;
+    pthread_mutex_lock(&e->lock);
+    if ((rc = step_load(e, id, s)) == 0)
+        rc = promote_locked(s, promoted, msg, msg_size);
+    pthread_mutex_unlock(&e->lock);
+    if (rc != 0 && rc != EF_ECONFLICT && rc != EF_ENOENT && rc != EF_EEXIST)
+        ef_warn("rollout_promote_failed", "rollout=%lld error=%s", (long long)id, ef_errname(rc));
+    step_clear(s);
+    free(s);
     return rc;
 }
 

@@ -20,6 +20,8 @@
 #ifndef EF_ROLLOUT_H
 #define EF_ROLLOUT_H
 
+#include "common/assignment.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,13 +52,15 @@ struct rollout_spec {
     const char *model;       /* its model's name */
     const int64_t *ring_ids; /* rings rows in order, distinct, 1..DB_ROLLOUT_MAX_RINGS */
     size_t ring_count;
-    const char *policy; /* policy JSON text (rollout_policy_json) */
-    bool supersede;     /* abort the model's running or paused rollout first */
+    const char *policy;     /* policy JSON text (rollout_policy_json) */
+    bool supersede;         /* abort the model's running or paused rollout of slot first */
+    enum ef_slot_kind slot; /* the slot it fills; 0 is production */
 };
 
 /* Creates a draft rollout; *id receives its id. EF_EEXIST when the model
- * has a running or paused rollout and supersede is false; then as
- * db_rollout_create. msg (may be NULL) receives the reason of a refusal. */
+ * has a running or paused rollout of the same slot and supersede is false;
+ * then as db_rollout_create. msg (may be NULL) receives the reason of a
+ * refusal. */
 int rollout_create(struct rollout_engine *e, const struct rollout_spec *spec, int64_t *id,
                    char *msg, size_t msg_size);
 
@@ -69,6 +73,8 @@ int rollout_create(struct rollout_engine *e, const struct rollout_spec *spec, in
  *            committed the version get their previous version back (cancelled)
  * rollback   running, paused, failed, succeeded -> rolled_back; every device
  *            the rollout reached gets its previous version back (rolled_back)
+ * A shadow rollout gives back the previous shadow version, or an empty
+ * shadow slot when there was none.
  */
 enum rollout_action {
     ROLLOUT_START,
@@ -85,6 +91,17 @@ enum rollout_action {
  * previous version is logged and noted on the device, not returned. */
 int rollout_act(struct rollout_engine *e, int64_t id, enum rollout_action action, char *msg,
                 size_t msg_size);
+
+/* Promotes succeeded shadow rollout id (docs/monitoring.md): creates a
+ * production rollout of its version over its rings with its policy, records
+ * it as the shadow rollout's promoted_to, and starts it; *promoted receives
+ * its id. Devices whose production slot then gets the version lose it from
+ * their shadow slot in the same assignment (assign.h). EF_ENOENT (no such
+ * rollout), EF_ECONFLICT (not a shadow rollout, not succeeded, or promoted
+ * already; msg says which), EF_EEXIST (a production rollout of the model is
+ * running or paused), EF_EDB, EF_ENOMEM. */
+int rollout_promote(struct rollout_engine *e, int64_t id, int64_t *promoted, char *msg,
+                    size_t msg_size);
 
 /* The action's name in paths and logs ("rollback"). */
 const char *rollout_action_name(enum rollout_action action);

@@ -48,6 +48,7 @@ const struct route routes[] = {
     {"POST", "/api/v1/rollouts/{id}/resume", ACCESS_OPERATOR, BODY_NONE, api_rollout_resume},
     {"POST", "/api/v1/rollouts/{id}/abort", ACCESS_OPERATOR, BODY_NONE, api_rollout_abort},
     {"POST", "/api/v1/rollouts/{id}/rollback", ACCESS_OPERATOR, BODY_NONE, api_rollout_rollback},
+    {"POST", "/api/v1/rollouts/{id}/promote", ACCESS_OPERATOR, BODY_NONE, api_rollout_promote},
 
     {"GET", "/api/v1/tokens", ACCESS_ADMIN, BODY_NONE, api_tokens_list},
     {"POST", "/api/v1/tokens", ACCESS_ADMIN, BODY_JSON, api_tokens_create},
@@ -55,6 +56,20 @@ const struct route routes[] = {
 
     {"GET", "/api/v1/audit", ACCESS_ADMIN, BODY_NONE, api_audit_list},
 
+    {"GET", "/api/v1/triggers", ANY_API, BODY_NONE, api_triggers_list},
+    {"POST", "/api/v1/triggers", ACCESS_OPERATOR, BODY_JSON, api_triggers_create},
+    {"DELETE", "/api/v1/triggers/{id}", ACCESS_OPERATOR, BODY_NONE, api_trigger_delete},
+    {"GET", "/api/v1/alerts", ANY_API, BODY_NONE, api_alerts_list},
+
     {"GET", "/api/v1/telemetry", ANY_API, BODY_NONE, api_telemetry_list},
+    {"GET", "/api/v1/telemetry/rollups", ANY_API, BODY_NONE, api_telemetry_rollups},
+
+    {"PUT", "/api/v1/models/{name}/collection", ACCESS_OPERATOR, BODY_JSON, api_collection_set},
+    {"GET", "/api/v1/models/{name}/collection", ANY_API, BODY_NONE, api_collection_list},
+    {"GET", "/api/v1/devices/{id}/collection", ANY_API | ACCESS_DEVICE, BODY_NONE,
+     api_device_collection},
+    {"POST", "/api/v1/devices/{id}/samples", ACCESS_DEVICE, BODY_JSON_BULK, api_device_samples},
+    {"GET", "/api/v1/datasets", ANY_API, BODY_NONE, api_datasets_list},
+    {"GET", "/api/v1/datasets/{id}/export", ANY_API, BODY_NONE, api_dataset_export},
     {NULL, NULL, 0, BODY_NONE, NULL},
 };

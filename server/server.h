@@ -17,6 +17,7 @@ struct mqtt;
 struct http;
 struct checkin;
 struct rollout_engine;
+struct monitor;
 struct telemetry;
 struct web;
 
@@ -36,6 +37,8 @@ struct server_config {
     unsigned timeout_s;             /* idle HTTP connection timeout, seconds */
     unsigned rollout_tick_ms;       /* rollout engine period, milliseconds */
     unsigned telemetry_retention_h; /* hours raw telemetry windows are kept */
+    unsigned monitor_tick_ms;       /* trigger evaluation period, milliseconds */
+    const char *retrain_command;    /* run by /bin/sh -c on a retrain alert, or NULL */
 };
 
 /* Counters exported at /metrics; updated from any thread. */
@@ -65,6 +68,7 @@ struct server {
     struct mqtt *mqtt;               /* broker client, owned; NULL without a broker */
     struct http *http;               /* HTTP daemon, owned */
     struct rollout_engine *rollouts; /* rollout engine thread, owned */
+    struct monitor *monitor;         /* trigger rules thread, owned; NULL until started */
     struct telemetry *telemetry;     /* telemetry writer, owned; NULL until started */
     struct web *web;                 /* the dashboard's files, owned; NULL when not installed */
     struct ef_keypair release_key;   /* signs manifests */

@@ -1,7 +1,7 @@
 /*
- * telemetry.c - the telemetry ingest: a bounded queue between the MQTT
- * thread and one writer thread that commits windows in batches and expires
- * old ones.
+ * telemetry.c - the telemetry ingest: a bounded queue of raw payloads
+ * between the MQTT thread and one writer thread that parses them, commits
+ * the windows in batches and expires old ones.
  */
 #include "server/telemetry.h"
 #include "server/db.h"
@@ -24,12 +24,14 @@
 #define TELEMETRY_EXPIRE_CHUNK  5000  /* rows one retention transaction deletes at most */
 #define TELEMETRY_WARN_EVERY_MS 10000 /* ms between two warnings of one kind */
 
-/* One window waiting for the writer. */
+/* One payload waiting for the writer. */
 struct queued {
     char device_id[EF_DEVICE_ID_MAX + 1]; /* who sent it */
     int64_t received_at;                  /* Unix ms, server clock */
     int64_t queued_mono;                  /* monotonic ms when queued: its batch deadline */
-    struct telemetry_window w;
+    char *payload;                        /* owned copy, not NUL-terminated */
+    size_t len;                           /* its bytes, <= TELEMETRY_MAX_BYTES */
+    bool parsed;                          /* the writer's: it parsed into a window */
 };
 
 struct telemetry {
@@ -46,8 +48,10 @@ struct telemetry {
     uint64_t queued_total;                /* windows ever queued */
     uint64_t done_total;                  /* of which written or failed */
     uint64_t flush_until;                 /* a flusher waits for done_total to reach this */
+    size_t queued_bytes;                  /* payload bytes queued */
     bool stopping;                        /* telemetry_stop was called */
     struct queued *batch;                 /* the writer's batch of cfg.batch_max, owned */
+    struct telemetry_window *windows;     /* the batch parsed, cfg.batch_max, owned */
     pthread_t thread;                     /* the writer */
     bool started;                         /* thread is joinable */
     atomic_int_fast64_t malformed_warned; /* monotonic ms of the last such warning */
@@ -61,6 +65,7 @@ void telemetry_config_default(struct telemetry_config *cfg)
     cfg->batch_ms = TELEMETRY_BATCH_MS_DEFAULT;
     cfg->retention_ms = (int64_t)TELEMETRY_RETENTION_H_DEFAULT * 3600 * 1000;
     cfg->expire_every_ms = TELEMETRY_EXPIRE_EVERY_MS;
+    cfg->queue_max_bytes = TELEMETRY_QUEUE_BYTES_DEFAULT;
 }
 
 /* True at most once per TELEMETRY_WARN_EVERY_MS for one kind of warning, so
@@ -72,34 +77,55 @@ static bool warn_due(atomic_int_fast64_t *last)
            atomic_compare_exchange_strong(last, &prev, now);
 }
 
+/* Counts one malformed payload and warns at most every few seconds. */
+static void malformed(struct telemetry *t, const char *device_id, int rc, const char *msg)
+{
+    char quoted[200];
+    uint64_t n = atomic_fetch_add(&t->stats->telemetry_malformed, 1) + 1;
+    if (warn_due(&t->malformed_warned))
+        ef_warn("telemetry_malformed", "device=%s error=%s reason=%s total=%llu",
+                ef_device_id_valid(device_id) ? device_id : "?", ef_errname(rc),
+                ef_log_quote(msg, quoted, sizeof(quoted)), (unsigned long long)n);
+}
+
 int telemetry_submit(struct telemetry *t, const char *device_id, const void *payload, size_t len,
                      int64_t received_at)
 {
-    char msg[160] = "bad device id", quoted[200];
-    struct telemetry_window w;
+    char *copy = NULL;
     bool wake = false;
     int rc = EF_EUNSUPPORTED;
     if (!t)
         goto out;
-    rc = ef_device_id_valid(device_id) ? telemetry_parse(payload, len, &w, msg, sizeof(msg))
-                                       : EF_EINVAL;
-    if (rc != 0) {
-        uint64_t n = atomic_fetch_add(&t->stats->telemetry_malformed, 1) + 1;
-        if (warn_due(&t->malformed_warned))
-            ef_warn("telemetry_malformed", "device=%s error=%s reason=%s total=%llu",
-                    ef_device_id_valid(device_id) ? device_id : "?", ef_errname(rc),
-                    ef_log_quote(msg, quoted, sizeof(quoted)), (unsigned long long)n);
+    if (!ef_device_id_valid(device_id)) {
+        malformed(t, device_id, rc = EF_EINVAL, "bad device id");
         goto out;
     }
+    if (len > TELEMETRY_MAX_BYTES) {
+        malformed(t, device_id, rc = EF_ETOOBIG, "larger than 64 KiB");
+        goto out;
+    }
+    /* Only a copy here: parsing is the writer's, so that this thread drains
+     * the broker as fast as any subscriber would. */
+    if (!(copy = malloc(len ? len : 1))) {
+        rc = EF_ENOMEM;
+    } else {
+        if (len) /* an empty message has no payload pointer */
+            memcpy(copy, payload, len);
+        rc = 0;
+    }
     pthread_mutex_lock(&t->lock);
-    if (t->stopping || t->count == t->cfg.queue_max) {
-        rc = EF_EBUSY;
+    if (rc != 0 || t->stopping || t->count == t->cfg.queue_max ||
+        t->queued_bytes + len > t->cfg.queue_max_bytes) {
+        rc = rc ? rc : EF_EBUSY;
     } else {
         struct queued *q = &t->queue[(t->head + t->count) % t->cfg.queue_max];
         snprintf(q->device_id, sizeof(q->device_id), "%s", device_id);
         q->received_at = received_at;
         q->queued_mono = ef_mono_ms();
-        q->w = w;
+        q->payload = copy;
+        q->len = len;
+        copy = NULL;
+        t->queued_bytes += len;
         t->count++;
         t->queued_total++;
         /* The writer sleeps until the oldest window's deadline, so it needs
@@ -108,32 +134,52 @@ int telemetry_submit(struct telemetry *t, const char *device_id, const void *pay
         atomic_store(&t->stats->telemetry_queue_depth, t->count);
     }
     pthread_mutex_unlock(&t->lock);
-    if (rc == EF_EBUSY) {
+    if (rc == EF_EBUSY || rc == EF_ENOMEM) {
         uint64_t n = atomic_fetch_add(&t->stats->telemetry_dropped, 1) + 1;
         if (warn_due(&t->dropped_warned))
-            ef_warn("telemetry_dropped", "device=%s reason=queue_full queue_max=%zu total=%llu",
-                    device_id, t->cfg.queue_max, (unsigned long long)n);
+            ef_warn("telemetry_dropped",
+                    "device=%s reason=%s queue_max=%zu queue_max_bytes=%zu total=%llu", device_id,
+                    rc == EF_EBUSY ? "queue_full" : "out_of_memory", t->cfg.queue_max,
+                    t->cfg.queue_max_bytes, (unsigned long long)n);
         goto out;
     }
     atomic_fetch_add(&t->stats->telemetry_received, 1);
     if (wake)
         pthread_cond_signal(&t->wake);
 out:
+    free(copy);
     return rc;
 }
 
-/* Writes n windows in one transaction. A failed transaction loses the batch
- * (counted): SQLite has already waited out a busy database by then. */
-static void write_batch(struct telemetry *t, const struct queued *batch, size_t n)
+/* Parses n payloads, then writes the windows in one transaction; frees the
+ * payloads. Malformed payloads are counted and left out. A failed
+ * transaction loses the batch (counted): SQLite has already waited out a
+ * busy database by then. */
+static void write_batch(struct telemetry *t, struct queued *batch, size_t n)
 {
-    uint64_t stored = 0, ignored = 0;
+    uint64_t stored = 0, ignored = 0, parsed = 0;
     int64_t started = ef_mono_ms();
-    int rc = db_tx_begin(t->db);
-    if (rc == 0) {
+    char msg[160];
+    int rc;
+    for (size_t i = 0; i < n; i++) {
+        struct telemetry_window *w = &t->windows[i];
+        rc = telemetry_parse(batch[i].payload, batch[i].len, w, msg, sizeof(msg));
+        if (rc != 0)
+            malformed(t, batch[i].device_id, rc, msg);
+        else
+            parsed++;
+        batch[i].parsed = rc == 0;
+        free(batch[i].payload);
+        batch[i].payload = NULL;
+    }
+    rc = parsed ? db_tx_begin(t->db) : 0;
+    if (rc == 0 && parsed) {
         for (size_t i = 0; i < n && rc == 0; i++) {
             bool ok = false;
-            rc = db_telemetry_insert(t->db, batch[i].device_id, batch[i].received_at, &batch[i].w,
-                                     &ok);
+            if (!batch[i].parsed)
+                continue;
+            rc = db_telemetry_insert(t->db, batch[i].device_id, batch[i].received_at,
+                                     &t->windows[i], &ok);
             if (ok)
                 stored++;
             else
@@ -141,30 +187,35 @@ static void write_batch(struct telemetry *t, const struct queued *batch, size_t 
         }
         rc = db_tx_end(t->db, rc);
     }
+    for (size_t i = 0; i < n; i++)
+        telemetry_window_clear(&t->windows[i]);
     if (rc != 0) {
-        atomic_fetch_add(&t->stats->telemetry_failed, n);
-        ef_error("telemetry_batch_failed", "windows=%zu error=%s", n, ef_errname(rc));
+        atomic_fetch_add(&t->stats->telemetry_failed, parsed);
+        ef_error("telemetry_batch_failed", "windows=%llu error=%s", (unsigned long long)parsed,
+                 ef_errname(rc));
         return;
     }
     atomic_fetch_add(&t->stats->telemetry_stored, stored);
     atomic_fetch_add(&t->stats->telemetry_ignored, ignored);
-    atomic_fetch_add(&t->stats->telemetry_batches, 1);
-    ef_debug("telemetry_batch", "windows=%zu stored=%llu ignored=%llu ms=%lld", n,
+    if (parsed)
+        atomic_fetch_add(&t->stats->telemetry_batches, 1);
+    ef_debug("telemetry_batch", "windows=%zu stored=%llu ignored=%llu malformed=%llu ms=%lld", n,
              (unsigned long long)stored, (unsigned long long)ignored,
-             (long long)(ef_mono_ms() - started));
+             (unsigned long long)(n - parsed), (long long)(ef_mono_ms() - started));
 }
 
-/* One retention chunk; returns the rows it deleted. */
-static int64_t expire_chunk(struct telemetry *t)
+/* One retention chunk of windows and rollups; true when a chunk was full,
+ * so that more may be due. */
+static bool expire_chunk(struct telemetry *t)
 {
-    int64_t deleted = 0;
+    int64_t deleted = 0, rollups = 0;
     int rc = db_telemetry_expire(t->db, ef_now_ms() - t->cfg.retention_ms, TELEMETRY_EXPIRE_CHUNK,
-                                 &deleted);
+                                 &deleted, &rollups);
     if (rc != 0)
         ef_warn("telemetry_expire_failed", "error=%s", ef_errname(rc));
     else if (deleted > 0)
         atomic_fetch_add(&t->stats->telemetry_expired, (uint64_t)deleted);
-    return deleted;
+    return deleted == TELEMETRY_EXPIRE_CHUNK || rollups == TELEMETRY_EXPIRE_CHUNK;
 }
 
 /* Waits on the writer's condition until monotonic time until_ms. */
@@ -190,8 +241,10 @@ static void *writer_main(void *arg)
         if (t->count > 0 && (t->stopping || t->count >= t->cfg.batch_max || now >= deadline ||
                              t->flush_until > t->done_total)) {
             size_t n = t->count < t->cfg.batch_max ? t->count : t->cfg.batch_max;
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i < n; i++) {
                 t->batch[i] = t->queue[(t->head + i) % t->cfg.queue_max];
+                t->queued_bytes -= t->batch[i].len;
+            }
             t->head = (t->head + n) % t->cfg.queue_max;
             t->count -= n;
             atomic_store(&t->stats->telemetry_queue_depth, t->count);
@@ -207,7 +260,7 @@ static void *writer_main(void *arg)
         if (!t->stopping && ef_mono_ms() >= next_expire) {
             pthread_mutex_unlock(&t->lock);
             /* A full chunk means more is due: come back after the next batch. */
-            bool more = expire_chunk(t) == TELEMETRY_EXPIRE_CHUNK;
+            bool more = expire_chunk(t);
             pthread_mutex_lock(&t->lock);
             next_expire = more ? ef_mono_ms() : ef_mono_ms() + t->cfg.expire_every_ms;
             worked = true;
@@ -228,6 +281,7 @@ static void telemetry_free(struct telemetry *t)
     pthread_mutex_destroy(&t->lock);
     free(t->queue);
     free(t->batch);
+    free(t->windows);
     free(t);
 }
 
@@ -240,7 +294,8 @@ int telemetry_start(struct db *db, const struct telemetry_config *cfg, struct se
     *out = NULL;
     if (!db || !cfg || cfg->queue_max < 1 || cfg->batch_max < 1 ||
         cfg->batch_max > cfg->queue_max || cfg->batch_ms < 0 || cfg->retention_ms <= 0 ||
-        cfg->expire_every_ms <= 0 || cfg->queue_max > SIZE_MAX / sizeof(struct queued))
+        cfg->expire_every_ms <= 0 || cfg->queue_max_bytes < TELEMETRY_MAX_BYTES ||
+        cfg->queue_max > SIZE_MAX / sizeof(struct queued))
         return EF_EINVAL;
     if (!(t = calloc(1, sizeof(*t))))
         return EF_ENOMEM;
@@ -255,7 +310,8 @@ int telemetry_start(struct db *db, const struct telemetry_config *cfg, struct se
     pthread_cond_init(&t->done, NULL);
     t->queue = calloc(cfg->queue_max, sizeof(*t->queue));
     t->batch = calloc(cfg->batch_max, sizeof(*t->batch));
-    if (!t->queue || !t->batch) {
+    t->windows = calloc(cfg->batch_max, sizeof(*t->windows));
+    if (!t->queue || !t->batch || !t->windows) {
         rc = EF_ENOMEM;
         goto out;
     }

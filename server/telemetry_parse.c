@@ -1,4 +1,5 @@
-/* telemetry_parse.c - parsing and checking one device telemetry window. */
+/* telemetry_parse.c - parsing and checking one device telemetry window
+ * (docs/monitoring.md, "Telemetry window"). */
 #include "server/telemetry_parse.h"
 #include "common/clock.h"
 #include "common/ef_error.h"
@@ -7,6 +8,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TELEMETRY_MAX_RSS (1LL << 50) /* bytes: a petabyte is not a device */
@@ -72,15 +74,156 @@ static bool latency_member(const json_t *lat, struct telemetry_window *w)
     return true;
 }
 
+/* A number member that may be absent or null (false *has); otherwise a finite
+ * number in 0..max. */
+static bool optional_number(const json_t *doc, const char *key, double max, bool *has, double *out)
+{
+    const json_t *v = json_object_get(doc, key);
+    *has = false;
+    if (!v || json_is_null(v))
+        return true;
+    if (!number_value(v, max, out))
+        return false;
+    *has = true;
+    return true;
+}
+
+/* True when a and b are the same measurement, allowing for a decimal
+ * round trip. */
+static bool same_value(double a, double b)
+{
+    return fabs(a - b) <= 1e-9 * (1.0 + fabs(a) + fabs(b));
+}
+
+/* An array of at most TELEMETRY_MAX_PSI PSI values (at least min) into a new
+ * reference *copy; its largest value into *max (0 when empty). */
+static bool psi_array(const json_t *v, size_t min, json_t **copy, double *max)
+{
+    size_t i;
+    const json_t *x;
+    double d;
+    *copy = NULL;
+    *max = 0;
+    if (!json_is_array(v) || json_array_size(v) < min || json_array_size(v) > TELEMETRY_MAX_PSI)
+        return false;
+    json_array_foreach(v, i, x)
+    {
+        if (!number_value(x, TELEMETRY_MAX_PSI_VALUE, &d))
+            return false;
+        if (i == 0 || d > *max)
+            *max = d;
+    }
+    /* A reference, not a copy: it outlives the document. */
+    *copy = json_incref((json_t *)v);
+    return true;
+}
+
+/* drift: exactly {n, features, output, max, output_max}; the arrays go into
+ * detail as {"n", "features", "output"} (*psi, a new reference). */
+static bool drift_member(const json_t *drift, struct telemetry_window *w, json_t **psi)
+{
+    static const char *const keys[] = {"n", "features", "output", "max", "output_max", NULL};
+    const char *unknown = NULL;
+    json_t *features = NULL, *output = NULL;
+    const json_t *omax;
+    double fmax, outmax;
+    bool ok = false;
+    *psi = NULL;
+    if (!json_is_object(drift) || !ef_json_keys_allowed(drift, keys, &unknown) ||
+        !count_member(drift, "n", false, w->inferences, &w->drift_n) ||
+        w->drift_n < TELEMETRY_DRIFT_MIN_N ||
+        !psi_array(json_object_get(drift, "features"), 1, &features, &fmax) ||
+        !psi_array(json_object_get(drift, "output"), 0, &output, &outmax) ||
+        !number_value(json_object_get(drift, "max"), TELEMETRY_MAX_PSI_VALUE, &w->drift) ||
+        !same_value(w->drift, fmax))
+        goto out;
+    omax = json_object_get(drift, "output_max");
+    if (json_array_size(output) == 0) {
+        if (!json_is_null(omax))
+            goto out;
+    } else if (!number_value(omax, TELEMETRY_MAX_PSI_VALUE, &w->drift_output) ||
+               !same_value(w->drift_output, outmax)) {
+        goto out;
+    } else {
+        w->has_drift_output = true;
+    }
+    *psi = json_pack("{s:I, s:O, s:O}", "n", (json_int_t)w->drift_n, "features", features, "output",
+                     output);
+    w->has_drift = *psi != NULL;
+    ok = w->has_drift;
+out:
+    json_decref(features);
+    json_decref(output);
+    return ok;
+}
+
+/* confusion: 2..TELEMETRY_MAX_CLASSES rows of as many counts, together at
+ * most the window's feedback; a new reference *copy. */
+static bool confusion_member(const json_t *m, int64_t feedback, json_t **copy)
+{
+    size_t i, j, n = json_array_size(m);
+    const json_t *row, *x;
+    int64_t total = 0;
+    *copy = NULL;
+    if (!json_is_array(m) || n < 2 || n > TELEMETRY_MAX_CLASSES || feedback == 0)
+        return false;
+    json_array_foreach(m, i, row)
+    {
+        if (!json_is_array(row) || json_array_size(row) != n)
+            return false;
+        json_array_foreach(row, j, x)
+        {
+            if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+                json_integer_value(x) > feedback - total)
+                return false;
+            total += json_integer_value(x);
+        }
+    }
+    *copy = json_incref((json_t *)m);
+    return true;
+}
+
+/* shadow: exactly {model, inferences, errors, agreement, feedback, accuracy},
+ * its counts within the window's. */
+static bool shadow_member(const json_t *sh, struct telemetry_window *w)
+{
+    static const char *const keys[] = {"model",    "inferences", "errors", "agreement",
+                                       "feedback", "accuracy",   NULL};
+    const char *unknown = NULL;
+    const json_t *model = json_object_get(sh, "model");
+    if (!json_is_object(sh) || !ef_json_keys_allowed(sh, keys, &unknown) ||
+        !json_is_string(model) ||
+        telemetry_model_parse(json_string_value(model), w->shadow_model, &w->shadow_version) ||
+        !count_member(sh, "inferences", false, w->inferences, &w->shadow_inferences) ||
+        !count_member(sh, "errors", false, w->shadow_inferences, &w->shadow_errors) ||
+        !count_member(sh, "feedback", false, w->feedback, &w->shadow_feedback) ||
+        !optional_number(sh, "agreement", 1.0, &w->has_shadow_agreement, &w->shadow_agreement) ||
+        !optional_number(sh, "accuracy", 1.0, &w->has_shadow_accuracy, &w->shadow_accuracy) ||
+        (w->has_shadow_agreement && w->shadow_inferences == 0) ||
+        (w->has_shadow_accuracy && w->shadow_feedback == 0))
+        return false;
+    w->has_shadow = true;
+    return true;
+}
+
+void telemetry_window_clear(struct telemetry_window *w)
+{
+    if (!w)
+        return;
+    json_decref(w->detail);
+    memset(w, 0, sizeof(*w));
+}
+
 int telemetry_parse(const char *payload, size_t len, struct telemetry_window *out, char *msg,
                     size_t msg_size)
 {
     static const char *const allowed[] = {"window_start", "window_s",   "model",    "inferences",
                                           "errors",       "latency_ms", "feedback", "accuracy",
-                                          "rss_bytes",    "cpu_s",      NULL};
+                                          "rss_bytes",    "cpu_s",      "correct",  "confusion",
+                                          "drift",        "confidence", "shadow",   NULL};
     const char *unknown = NULL;
     const json_t *v;
-    json_t *doc = NULL;
+    json_t *doc = NULL, *psi = NULL, *confusion = NULL;
     char ignored[8];
     struct telemetry_window w;
     if (!msg) {
@@ -150,12 +293,66 @@ int telemetry_parse(const char *payload, size_t len, struct telemetry_window *ou
         snprintf(msg, msg_size, "cpu_s must be a number of seconds");
         goto out;
     }
+    v = json_object_get(doc, "correct");
+    if (v && !json_is_null(v)) {
+        if (!count_member(doc, "correct", false, w.feedback, &w.correct)) {
+            snprintf(msg, msg_size, "correct must be a count, at most feedback, or null");
+            goto out;
+        }
+        w.has_correct = true;
+    }
+    if (w.has_correct && w.has_accuracy && w.feedback > 0 &&
+        fabs(w.accuracy - (double)w.correct / (double)w.feedback) > 1e-6) {
+        snprintf(msg, msg_size, "accuracy must be correct / feedback");
+        goto out;
+    }
+    v = json_object_get(doc, "confusion");
+    if (v && !json_is_null(v) && !confusion_member(v, w.feedback, &confusion)) {
+        snprintf(msg, msg_size,
+                 "confusion must be a square matrix of counts, 2 to %d classes, summing to "
+                 "at most feedback, or null",
+                 TELEMETRY_MAX_CLASSES);
+        goto out;
+    }
+    v = json_object_get(doc, "drift");
+    if (v && !json_is_null(v) && !drift_member(v, &w, &psi)) {
+        snprintf(msg, msg_size,
+                 "drift must be {n (%d..inferences), features, output (PSI 0..%.0f, at most %d), "
+                 "max, output_max (their maxima)}, or null",
+                 TELEMETRY_DRIFT_MIN_N, TELEMETRY_MAX_PSI_VALUE, TELEMETRY_MAX_PSI);
+        goto out;
+    }
+    if (!optional_number(doc, "confidence", 1.0, &w.has_confidence, &w.confidence) ||
+        (w.has_confidence && w.inferences == 0)) {
+        snprintf(msg, msg_size, "confidence must be 0..1 with inferences, or null");
+        goto out;
+    }
+    v = json_object_get(doc, "shadow");
+    if (v && !json_is_null(v) && !shadow_member(v, &w)) {
+        snprintf(msg, msg_size,
+                 "shadow must be {model NAME@VERSION, inferences, errors, agreement 0..1|null, "
+                 "feedback, accuracy 0..1|null} within the window's counts, or null");
+        goto out;
+    }
+    if (psi || confusion) {
+        rc = EF_ENOMEM;
+        if (!(w.detail = json_object()) || (psi && json_object_set(w.detail, "psi", psi)) ||
+            (confusion && json_object_set(w.detail, "confusion", confusion))) {
+            snprintf(msg, msg_size, "out of memory");
+            goto out;
+        }
+    }
+    w.detail_bytes = w.detail ? len : 0;
     rc = 0;
 out:
     json_decref(doc);
-    if (rc == 0)
+    json_decref(psi);
+    json_decref(confusion);
+    if (rc == 0) {
         *out = w;
-    else
+    } else {
+        json_decref(w.detail);
         memset(out, 0, sizeof(*out));
+    }
     return rc;
 }

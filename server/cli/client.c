@@ -273,8 +273,8 @@ static int perform(const struct client *c, const char *method, const char *path,
     resp->status = status;
     if (body.len > 0) {
         char msg[160] = "";
-        if (ef_json_load(body.data, body.len, CLIENT_MAX_RESPONSE, &resp->doc, msg, sizeof(msg)) !=
-            0) {
+        if (!c->raw && ef_json_load(body.data, body.len, CLIENT_MAX_RESPONSE, &resp->doc, msg,
+                                    sizeof(msg)) != 0) {
             fprintf(stderr,
                     "edgefleet: bad_response: the server's answer is not JSON: %s (HTTP "
                     "%ld)\n",

@@ -25,6 +25,7 @@ struct client {
     const char *base_url; /* "http://127.0.0.1:8080"; a trailing '/' is ignored */
     const char *token;    /* bearer token, or NULL to send none; never printed */
     bool progress;        /* draw an upload progress bar on stderr */
+    bool raw;             /* keep a 2xx body as bytes (an artifact, a data set): no JSON parse */
 };
 
 /* A successful response. */

@@ -331,11 +331,17 @@ int rollout_create_body(const struct rollout_create_args *a, json_t **out, char 
     }
     if ((rc = policy_build(a, &policy, msg, msg_size)) != 0)
         goto out;
+    if (a->slot && strcmp(a->slot, "production") != 0 && strcmp(a->slot, "shadow") != 0) {
+        flag_error(msg, msg_size, "--slot", "must be production or shadow");
+        rc = EF_EINVAL;
+        goto out;
+    }
     rc = EF_ENOMEM;
     body =
         json_pack("{s:s, s:I, s:O}", "model", name, "version", (json_int_t)version, "rings", rings);
     if (!body || (json_object_size(policy) > 0 && json_object_set(body, "policy", policy) != 0) ||
-        (a->supersede && json_object_set_new(body, "supersede", json_true()) != 0))
+        (a->supersede && json_object_set_new(body, "supersede", json_true()) != 0) ||
+        (a->slot && json_object_set_new(body, "slot", json_string(a->slot)) != 0))
         goto out;
     *out = body;
     body = NULL;
@@ -654,9 +660,16 @@ int rollout_view_write(FILE *f, const json_t *rollout, int64_t now_ms)
     reason = text_or_null(rollout, "reason", &rc);
     if (rc != 0)
         goto out;
-    fprintf(f, "rollout %s  %s@%s  %s", id, model, version, state);
+    fprintf(f, "rollout %s  %s@%s%s  %s", id, model, version,
+            ef_json_str(rollout, "slot") && strcmp(ef_json_str(rollout, "slot"), "shadow") == 0
+                ? " (shadow)"
+                : "",
+            state);
     if (reason)
         fprintf(f, "  reason: %s", reason);
+    if (json_is_integer(json_object_get(rollout, "promoted_to")))
+        fprintf(f, "  promoted to rollout %lld",
+                (long long)json_integer_value(json_object_get(rollout, "promoted_to")));
     fputc('\n', f);
     /* "created T  started T  finished T", as far as they happened. */
     size_t shown = 0;
@@ -859,6 +872,7 @@ enum {
     C_GATE,
     C_ON_BREACH,
     C_SUPERSEDE,
+    C_SLOT,
     C_N
 };
 
@@ -874,6 +888,7 @@ static int rollout_create(struct cli *cli, int argc, char **argv)
         [C_GATE] = {.name = "gate", .metavar = "EXPR", .repeat = true},
         [C_ON_BREACH] = {.name = "on-breach", .metavar = "pause|rollback"},
         [C_SUPERSEDE] = {.name = "supersede"},
+        [C_SLOT] = {.name = "slot", .metavar = "production|shadow"},
     };
     const char *pos[1];
     char msg[300];
@@ -894,6 +909,7 @@ static int rollout_create(struct cli *cli, int argc, char **argv)
         .gates = opts[C_GATE].values,
         .ngates = opts[C_GATE].count,
         .supersede = opts[C_SUPERSEDE].count > 0,
+        .slot = args_value(&opts[C_SLOT]),
     };
     int rc = rollout_create_body(&a, &body, msg, sizeof(msg));
     if (rc != 0) {
@@ -908,8 +924,9 @@ out:
     return status;
 }
 
-/* start, pause, resume, abort and rollback: POST /api/v1/rollouts/ID/VERB,
- * the verb being the name this run function is registered under. */
+/* start, pause, resume, abort, rollback and promote: POST
+ * /api/v1/rollouts/ID/VERB, the verb being the name this run function is
+ * registered under. Promote answers the production rollout it started. */
 static int rollout_transition(struct cli *cli, int argc, char **argv)
 {
     const char *pos[1];
@@ -1116,6 +1133,8 @@ out:
     "                      (latency_p99_ms<=50@100); quote it, '<' redirects in a shell\n"         \
     "  --on-breach A       pause (default) or rollback the rings the rollout reached\n"            \
     "  --supersede         abort the model's running or paused rollout first\n"                    \
+    "  --slot S            production (default) or shadow: a shadow rollout puts the\n"            \
+    "                      version beside production, where it answers no one\n"                   \
     "\nThe rollout is created as a draft; 'rollout start ID' starts it.\n"
 
 #define SHOW_HELP                                                                                  \
@@ -1129,7 +1148,8 @@ out:
 static const struct cli_verb rollout_verbs[] = {
     {"create",
      "NAME@VERSION --rings A,B,C [--success P] [--error P] [--min-devices N] [--soak S] "
-     "[--deadline S] [--gate EXPR ...] [--on-breach pause|rollback] [--supersede]",
+     "[--deadline S] [--gate EXPR ...] [--on-breach pause|rollback] [--supersede] "
+     "[--slot production|shadow]",
      "Create a rollout of a model version through rings (as a draft).", CREATE_HELP,
      rollout_create},
     {"start", "ID", "Start a draft rollout.", NULL, rollout_transition},
@@ -1140,6 +1160,9 @@ static const struct cli_verb rollout_verbs[] = {
      rollout_transition},
     {"rollback", "ID", "Put every device the rollout reached back on its previous version.", NULL,
      rollout_transition},
+    {"promote", "ID",
+     "Start a production rollout of a succeeded shadow rollout's version, same rings and policy.",
+     NULL, rollout_transition},
     {"show", "ID [--watch] [--interval S]", "Show a rollout and its rings, or follow it.",
      SHOW_HELP, rollout_show},
     {"list", "[--model M] [--state S]", "List rollouts, newest first.",

@@ -27,6 +27,7 @@ struct rollout_create_args {
     const char *soak;         /* --soak S: seconds */
     const char *deadline;     /* --deadline S: seconds */
     const char *on_breach;    /* --on-breach pause|rollback */
+    const char *slot;         /* --slot production|shadow */
     const char *const *gates; /* ngates --gate EXPR values */
     size_t ngates;
     bool supersede; /* --supersede */
@@ -34,7 +35,7 @@ struct rollout_create_args {
 
 /*
  * Builds the body of POST /api/v1/rollouts: {"model", "version", "rings",
- * "policy"?, "supersede"?}. "policy" holds only the members whose flags were
+ * "policy"?, "supersede"?, "slot"?}. "policy" holds only the members whose flags were
  * given (the server fills in its defaults) and is left out when none was.
  * On success *out is a new reference. EF_EINVAL with the reason in msg
  * (naming the flag), EF_ENOMEM.
@@ -61,7 +62,8 @@ bool rollout_state_final(const char *state);
 
 /*
  * Writes the readable view of a rollout object (docs/rollouts.md) to f: a
- * header line (id, model@version, state, reason), its times, the policy, and
+ * header line (id, model@version, "(shadow)" for a shadow rollout, state,
+ * reason, the production rollout it was promoted to), its times, the policy, and
  * one line per ring: name, state, a progress bar of ROLLOUT_BAR_WIDTH cells
  * ('#' committed, 'x' failed/rolled back/cancelled, '>' in progress, '.'
  * pending), the counts, and what the ring needs (committed devices for

@@ -22,9 +22,10 @@
 #endif
 
 static const struct cli_noun *const nouns[] = {
-    &cmd_model_noun,  &cmd_device_noun,    &cmd_ring_noun,
-    &cmd_assign_noun, &cmd_token_noun,     &cmd_enroll_token_noun,
-    &cmd_audit_noun,  &cmd_telemetry_noun, &cmd_rollout_noun,
+    &cmd_model_noun,   &cmd_device_noun,       &cmd_ring_noun,    &cmd_assign_noun,
+    &cmd_token_noun,   &cmd_enroll_token_noun, &cmd_audit_noun,   &cmd_telemetry_noun,
+    &cmd_rollout_noun, &cmd_collection_noun,   &cmd_dataset_noun, &cmd_trigger_noun,
+    &cmd_alert_noun,
 };
 #define NOUN_COUNT (sizeof(nouns) / sizeof(nouns[0]))
 

@@ -1,6 +1,6 @@
 /* fuzz_telemetry.c - libFuzzer target for the device telemetry window
  * parser; whatever it accepts must satisfy the invariants the database and
- * the rollout gates rely on. */
+ * the rollout gates and rollups rely on. */
 #include "server/telemetry_parse.h"
 #include "common/topic.h"
 
@@ -23,7 +23,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         w.errors > w.inferences || w.feedback < 0 || w.rss_bytes < -1 || !isfinite(w.window_s) ||
         w.window_s < 0 || !isfinite(w.cpu_s) || w.cpu_s < 0 ||
         (w.has_latency && (w.inferences == 0 || !isfinite(w.p99) || w.p99 < 0)) ||
-        (w.has_accuracy && (w.feedback == 0 || !(w.accuracy >= 0 && w.accuracy <= 1))))
+        (w.has_accuracy && (w.feedback == 0 || !(w.accuracy >= 0 && w.accuracy <= 1))) ||
+        (w.has_correct && (w.correct < 0 || w.correct > w.feedback)) ||
+        (w.has_drift && (w.drift_n < TELEMETRY_DRIFT_MIN_N || w.drift_n > w.inferences ||
+                         !(w.drift >= 0 && w.drift <= TELEMETRY_MAX_PSI_VALUE))) ||
+        (w.has_drift_output &&
+         (!w.has_drift || !(w.drift_output >= 0 && w.drift_output <= TELEMETRY_MAX_PSI_VALUE))) ||
+        (w.has_confidence && (w.inferences == 0 || !(w.confidence >= 0 && w.confidence <= 1))) ||
+        (w.has_shadow &&
+         (!ef_name_valid(w.shadow_model) || w.shadow_version < 1 ||
+          w.shadow_inferences > w.inferences || w.shadow_errors > w.shadow_inferences ||
+          w.shadow_feedback > w.feedback ||
+          (w.has_shadow_agreement &&
+           (w.shadow_inferences == 0 || !(w.shadow_agreement >= 0 && w.shadow_agreement <= 1))) ||
+          (w.has_shadow_accuracy &&
+           (w.shadow_feedback == 0 || !(w.shadow_accuracy >= 0 && w.shadow_accuracy <= 1))))) ||
+        (w.detail && (!json_is_object(w.detail) || w.detail_bytes != size)))
         abort();
+    telemetry_window_clear(&w);
     return 0;
 }

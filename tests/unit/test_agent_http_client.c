@@ -698,6 +698,46 @@ static void test_free_from_callback(void **state)
     capture_clear(&second);
 }
 
+/* A client capped at one connection still completes every request (the
+ * second waits for the first), and a receive-rate cap is only a cap: the
+ * rate-limited downloads arrive whole. */
+static void test_capped_connections_and_rate(void **state)
+{
+    struct fixture *f = *state;
+    struct capture a, b;
+    char second[160];
+    snprintf(second, sizeof(second), "%s.second", f->path);
+    struct http_request_opts o1 = {.url = url(f, "/file"),
+                                   .file_path = f->path,
+                                   .expected_size = FILE_SIZE,
+                                   .max_recv_bps = 1 << 20};
+    struct http_request_opts o2 = o1;
+    o2.file_path = second;
+
+    assert_int_equal(http_client_set_max_connections(f->client, -1), EF_EINVAL);
+    assert_int_equal(http_client_set_max_connections(f->client, 1), 0);
+    capture_init(f, &a);
+    capture_init(f, &b);
+    assert_int_equal(http_client_request(f->client, &o1, on_done, &a), 0);
+    assert_int_equal(http_client_request(f->client, &o2, on_done, &b), 0);
+    for (int i = 0; i < 100 && (a.calls == 0 || b.calls == 0); i++)
+        run_for(f, 50);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(a.res.rc, 0);
+    assert_int_equal(b.res.rc, 0);
+    assert_int_equal(a.res.file_size, FILE_SIZE);
+    assert_int_equal(b.res.file_size, FILE_SIZE);
+    assert_file_is_served_file(f, f->path);
+    assert_file_is_served_file(f, second);
+    capture_clear(&a);
+    capture_clear(&b);
+    unlink(second);
+
+    o1.max_recv_bps = -1;
+    assert_int_equal(http_client_request(f->client, &o1, on_done, &a), EF_EINVAL);
+}
+
 static void test_invalid_requests(void **state)
 {
     struct fixture *f = *state;
@@ -736,6 +776,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_request_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_from_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capped_connections_and_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -38,9 +38,18 @@
 /* What the endpoint serves and what it reported, seen by the loop thread
  * while it runs and by the test's thread after it stopped. */
 struct source_ctx {
-    struct model *model; /* serving, or NULL */
-    unsigned ok;         /* inferences observed as successful */
-    unsigned failed;     /* and as failed */
+    struct model *model;    /* serving, or NULL */
+    unsigned ok;            /* inferences observed as successful */
+    unsigned failed;        /* and as failed */
+    struct model *shadow;   /* the shadow model, or NULL */
+    unsigned shadow_ok;     /* shadow inferences observed as successful */
+    unsigned shadow_failed; /* and as failed */
+    int first_shadow_at;    /* production inferences observed when the first shadow ran, -1 */
+    unsigned samples;       /* inferences offered to the sample hook */
+    unsigned samples_id;    /* of which with an id */
+    unsigned labels;        /* feedback given to the label hook */
+    size_t last_label;      /* the class of the last */
+    char last_label_id[32]; /* and its id */
 };
 
 struct fx {
@@ -73,6 +82,41 @@ static void observe(void *ctx, bool ok, double latency_ms)
         src->ok++;
     else
         src->failed++;
+}
+
+static struct model *shadow_model(void *ctx)
+{
+    return ((struct source_ctx *)ctx)->shadow;
+}
+
+static void shadow_observe(void *ctx, bool ok, double latency_ms)
+{
+    struct source_ctx *src = ctx;
+    (void)latency_ms;
+    if (src->first_shadow_at < 0)
+        src->first_shadow_at = (int)src->ok;
+    if (ok)
+        src->shadow_ok++;
+    else
+        src->shadow_failed++;
+}
+
+static void sample(void *ctx, const char *id, const double *in, size_t n_in)
+{
+    struct source_ctx *src = ctx;
+    assert_int_equal(n_in, FIXTURE_INPUTS);
+    assert_true(isfinite(in[0]));
+    src->samples++;
+    if (id)
+        src->samples_id++;
+}
+
+static void label(void *ctx, const char *id, size_t cls)
+{
+    struct source_ctx *src = ctx;
+    src->labels++;
+    src->last_label = cls;
+    snprintf(src->last_label_id, sizeof(src->last_label_id), "%s", id);
 }
 
 static struct model *load(struct fx *f, const char *path)
@@ -157,18 +201,31 @@ static void run_loop(void *arg)
     uv_run(&f->loop, UV_RUN_DEFAULT);
 }
 
-/* Starts an endpoint serving model (may be NULL) on its own loop thread. */
-static int start(struct fx *f, struct model *model)
+/* Starts an endpoint serving model (may be NULL), with shadow (may be NULL)
+ * run on share of the inferences, on its own loop thread. */
+static int start_shadowed(struct fx *f, struct model *model, struct model *shadow, double share)
 {
-    f->src = (struct source_ctx){.model = model};
+    f->src = (struct source_ctx){.model = model, .shadow = shadow, .first_shadow_at = -1};
     snprintf(f->path, sizeof(f->path), "%s/infer.sock", f->net->dir);
-    struct serve_source source = {.serving = serving, .observe = observe, .ctx = &f->src};
+    struct serve_source source = {.serving = serving,
+                                  .observe = observe,
+                                  .shadow = shadow_model,
+                                  .shadow_observe = shadow_observe,
+                                  .sample = sample,
+                                  .label = label,
+                                  .ctx = &f->src};
     if (uv_loop_init(&f->loop) != 0 || metrics_new(&f->metrics) != 0 ||
         serve_start(&f->loop, f->path, &source, f->metrics, &f->serve) != 0 ||
         uv_async_init(&f->loop, &f->stop, on_stop) != 0)
         return -1;
+    serve_set_shadow_share(f->serve, share);
     f->stop.data = f;
     return uv_thread_create(&f->thread, run_loop, f);
+}
+
+static int start(struct fx *f, struct model *model)
+{
+    return start_shadowed(f, model, NULL, 1.0);
 }
 
 static int setup_model(void **state)
@@ -187,6 +244,26 @@ static int setup_broken_model(void **state)
 {
     struct fx *f = *state;
     return start(f, f->broken);
+}
+
+/* Production f->served, shadow the same network (always agrees). */
+static int setup_shadow(void **state)
+{
+    struct fx *f = *state;
+    return start_shadowed(f, f->served, f->reference, 1.0);
+}
+
+/* Production f->served, shadow the broken network (always fails). */
+static int setup_broken_shadow(void **state)
+{
+    struct fx *f = *state;
+    return start_shadowed(f, f->served, f->broken, 1.0);
+}
+
+static int setup_shadow_share_zero(void **state)
+{
+    struct fx *f = *state;
+    return start_shadowed(f, f->served, f->reference, 0.0);
 }
 
 /* Stops the endpoint; afterwards its loop holds no handle and the socket
@@ -652,6 +729,121 @@ static void feedback_counts_toward_accuracy(void **state)
     json_decref(w);
 }
 
+/* Sends n requests (rows 0..n-1, ids "s0".."s(n-1)") in one write and
+ * checks each answer is production's. */
+static void pipelined_answers(struct fx *f, struct conn *c, size_t n)
+{
+    char *all = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&all, &len);
+    for (size_t i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "s%zu", i);
+        char *line = infer_request(f->net, i, id);
+        fprintf(mem, "%s\n", line);
+        free(line);
+    }
+    fclose(mem);
+    assert_int_equal(client_send(c->fd, all, len), 0);
+    free(all);
+    for (size_t i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "s%zu", i);
+        json_t *answer = conn_recv(c);
+        assert_non_null(answer);
+        assert_true(answer_matches(f, answer, i, id));
+        json_decref(answer);
+    }
+}
+
+static void the_shadow_runs_after_the_answers_and_is_scored(void **state)
+{
+    struct fx *f = *state;
+    struct conn c;
+    enum { N = FIXTURE_VECTORS };
+    assert_true(conn_open(&c, f->path));
+    pipelined_answers(f, &c, N);
+    /* Feedback for two of them: the true class is production's (and, the
+     * network being the same, the shadow's) for s0, another for s1. */
+    json_int_t cls0 = 0, cls1 = 0;
+    for (size_t k = 1; k < FIXTURE_OUTPUTS; k++) {
+        cls0 = f->expected[0][k] > f->expected[0][cls0] ? (json_int_t)k : cls0;
+        cls1 = f->expected[1][k] > f->expected[1][cls1] ? (json_int_t)k : cls1;
+    }
+    char fb[128];
+    snprintf(fb, sizeof(fb), "{\"feedback\": \"s0\", \"label\": %d}", (int)cls0);
+    json_t *answer = roundtrip(&c, fb);
+    assert_true(json_is_true(json_object_get(answer, "correct")));
+    json_decref(answer);
+    snprintf(fb, sizeof(fb), "{\"feedback\": \"s1\", \"label\": %d}", (int)(cls1 + 1) % 3);
+    answer = roundtrip(&c, fb);
+    assert_true(json_is_false(json_object_get(answer, "correct")));
+    json_decref(answer);
+    conn_close(&c);
+    stop(f);
+
+    /* The N requests came in one read: every production answer was made
+     * before the first shadow inference ran. */
+    assert_int_equal(f->src.first_shadow_at, N);
+    assert_int_equal(f->src.ok, N);
+    assert_int_equal(f->src.shadow_ok, N);
+    assert_int_equal(f->src.shadow_failed, 0);
+    /* Collection hooks: every inference offered, feedback labels by id. */
+    assert_int_equal(f->src.samples, N);
+    assert_int_equal(f->src.samples_id, N);
+    assert_int_equal(f->src.labels, 2);
+    assert_int_equal(f->src.last_label, (size_t)(cls1 + 1) % 3);
+    assert_string_equal(f->src.last_label_id, "s1");
+
+    json_t *w = metrics_close_window(f->metrics, "thyroid@3");
+    json_t *sh = json_object_get(w, "shadow");
+    assert_string_equal(json_string_value(json_object_get(sh, "model")), "thyroid@3");
+    assert_int_equal(json_integer_value(json_object_get(sh, "inferences")), N);
+    assert_int_equal(json_integer_value(json_object_get(sh, "errors")), 0);
+    assert_true(json_real_value(json_object_get(sh, "agreement")) == 1.0);
+    assert_int_equal(json_integer_value(json_object_get(sh, "feedback")), 2);
+    assert_true(json_real_value(json_object_get(sh, "accuracy")) == 0.5);
+    assert_int_equal(json_integer_value(json_object_get(w, "correct")), 1);
+    /* metrics_set_model was not called: no matrix to count into. */
+    assert_true(json_is_null(json_object_get(w, "confusion")));
+    assert_true(json_is_number(json_object_get(w, "confidence")));
+    json_decref(w);
+}
+
+static void a_failing_shadow_never_reaches_the_client(void **state)
+{
+    struct fx *f = *state;
+    struct conn c;
+    enum { N = 6 };
+    assert_true(conn_open(&c, f->path));
+    pipelined_answers(f, &c, N);
+    conn_close(&c);
+    stop(f);
+    assert_int_equal(f->src.ok, N);
+    assert_int_equal(f->src.failed, 0);
+    assert_int_equal(f->src.shadow_failed, N);
+    json_t *w = metrics_close_window(f->metrics, "thyroid@3");
+    assert_int_equal(json_integer_value(json_object_get(w, "errors")), 0);
+    json_t *sh = json_object_get(w, "shadow");
+    assert_int_equal(json_integer_value(json_object_get(sh, "errors")), N);
+    assert_true(json_is_null(json_object_get(sh, "agreement")));
+    json_decref(w);
+}
+
+static void a_shadow_share_of_zero_runs_no_shadow(void **state)
+{
+    struct fx *f = *state;
+    struct conn c;
+    assert_true(conn_open(&c, f->path));
+    pipelined_answers(f, &c, 5);
+    conn_close(&c);
+    stop(f);
+    assert_int_equal(f->src.shadow_ok + f->src.shadow_failed, 0);
+    json_t *w = metrics_close_window(f->metrics, "thyroid@3");
+    assert_true(json_is_null(json_object_get(w, "shadow")));
+    json_decref(w);
+}
+
 static void without_a_model_the_answer_is_no_model(void **state)
 {
     struct fx *f = *state;
@@ -790,6 +982,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_line_of_the_maximum_length_is_served, setup_model,
                                         teardown),
         cmocka_unit_test_setup_teardown(feedback_counts_toward_accuracy, setup_model, teardown),
+        cmocka_unit_test_setup_teardown(the_shadow_runs_after_the_answers_and_is_scored,
+                                        setup_shadow, teardown),
+        cmocka_unit_test_setup_teardown(a_failing_shadow_never_reaches_the_client,
+                                        setup_broken_shadow, teardown),
+        cmocka_unit_test_setup_teardown(a_shadow_share_of_zero_runs_no_shadow,
+                                        setup_shadow_share_zero, teardown),
         cmocka_unit_test_setup_teardown(without_a_model_the_answer_is_no_model, setup_no_model,
                                         teardown),
         cmocka_unit_test_setup_teardown(non_finite_outputs_are_a_failed_inference,

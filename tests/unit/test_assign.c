@@ -219,6 +219,54 @@ static void shadow_needs_production_and_keeps_it(void **state)
     json_decref(d);
 }
 
+/* Promotion: the production slot getting the shadow's version empties the
+ * shadow slot in the same assignment; another version leaves it. */
+static void production_takes_over_the_shadow(void **state)
+{
+    struct fixture *f = *state;
+    int64_t seq = 0;
+    struct ef_assignment *a;
+    json_t *d = NULL;
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_SHADOW, &f->v2, "5", &seq), 0);
+    /* The same production version again changes nothing. */
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
+    assert_int_equal(seq, 2);
+    assert_non_null((a = stored(f, "cam-1"))->slots[EF_SLOT_SHADOW]);
+    ef_assignment_free(a);
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, "6", &seq), 0);
+    assert_int_equal(seq, 3);
+    a = stored(f, "cam-1");
+    assert_int_equal(a->slots[EF_SLOT_PRODUCTION]->version, 2);
+    assert_string_equal(a->slots[EF_SLOT_PRODUCTION]->rollout_id, "6");
+    assert_null(a->slots[EF_SLOT_SHADOW]);
+    ef_assignment_free(a);
+    assert_int_equal(db_device_get(f->srv.db, "cam-1", &d), 0);
+    assert_null(json_object_get(json_object_get(d, "slots"), "shadow"));
+    json_decref(d);
+}
+
+/* assign_shadow_clear: a new seq without the shadow slot, then a no-op. */
+static void shadow_is_cleared(void **state)
+{
+    struct fixture *f = *state;
+    int64_t seq = 0;
+    struct ef_assignment *a;
+    assert_int_equal(assign_shadow_clear(&f->srv, "nobody", &seq), EF_ENOENT);
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
+    assert_int_equal(assign_shadow_clear(&f->srv, "cam-1", &seq), 0);
+    assert_int_equal(seq, 1); /* nothing to clear */
+    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_SHADOW, &f->v2, NULL, &seq), 0);
+    assert_int_equal(assign_shadow_clear(&f->srv, "cam-1", &seq), 0);
+    assert_int_equal(seq, 3);
+    a = stored(f, "cam-1");
+    assert_int_equal(a->seq, 3);
+    assert_int_equal(a->slots[EF_SLOT_PRODUCTION]->version, 1);
+    assert_null(a->slots[EF_SLOT_SHADOW]);
+    ef_assignment_free(a);
+    assert_int_equal(atomic_load(&f->srv.stats.assignments_issued), 3);
+}
+
 static void class_of_manifest_is_respected(void **state)
 {
     struct fixture *f = *state;
@@ -309,6 +357,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(shadow_needs_production_and_keeps_it, setup, teardown),
         cmocka_unit_test_setup_teardown(class_of_manifest_is_respected, setup, teardown),
+        cmocka_unit_test_setup_teardown(production_takes_over_the_shadow, setup, teardown),
+        cmocka_unit_test_setup_teardown(shadow_is_cleared, setup, teardown),
         cmocka_unit_test_setup_teardown(seq_continues_after_reenrollment, setup, teardown),
         cmocka_unit_test_setup_teardown(ring_gets_one_assignment_per_device, setup, teardown),
     };

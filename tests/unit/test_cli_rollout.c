@@ -176,6 +176,7 @@ static void create_body_carries_every_policy_flag(void **state)
         .gates = gates,
         .ngates = COUNT(gates),
         .supersede = true,
+        .slot = "shadow",
     };
     json_t *body = NULL;
     char msg[300];
@@ -186,7 +187,7 @@ static void create_body_carries_every_policy_flag(void **state)
                       "\"soak_s\":300,\"deadline_s\":1200,\"on_breach\":\"rollback\","
                       "\"gates\":[{\"metric\":\"error_rate\",\"max\":0.05},"
                       "{\"metric\":\"latency_p99_ms\",\"max\":50.0,\"min_inferences\":100}]},"
-                      "\"supersede\":true}");
+                      "\"supersede\":true,\"slot\":\"shadow\"}");
     json_decref(body);
 }
 
@@ -234,6 +235,7 @@ static void create_body_names_the_flag_at_fault(void **state)
         {{.target = "m@1", .rings = "a", .deadline = "0"}, "--deadline:"},
         {{.target = "m@1", .rings = "a", .deadline = "99999999999"}, "--deadline:"},
         {{.target = "m@1", .rings = "a", .on_breach = "stop"}, "--on-breach:"},
+        {{.target = "m@1", .rings = "a", .slot = "Shadow"}, "--slot: must be production or shadow"},
         {{.target = "m@1", .rings = "a", .gates = gates, .ngates = 2}, "--gate: unknown metric"},
     };
     char msg[300];
@@ -341,6 +343,19 @@ static void view_shows_why_a_rollout_ended(void **state)
     free(out);
 }
 
+static void view_marks_a_shadow_rollout_and_its_promotion(void **state)
+{
+    (void)state;
+    char *out = render("{\"id\":4,\"model\":\"m\",\"version\":2,\"slot\":\"shadow\","
+                       "\"promoted_to\":5,\"state\":\"succeeded\",\"reason\":null,\"rings\":[]}");
+    assert_non_null(strstr(out, "rollout 4  m@2 (shadow)  succeeded  promoted to rollout 5\n"));
+    free(out);
+    out = render("{\"id\":5,\"model\":\"m\",\"version\":2,\"slot\":\"production\","
+                 "\"promoted_to\":null,\"state\":\"running\",\"reason\":null,\"rings\":[]}");
+    assert_non_null(strstr(out, "rollout 5  m@2  running\n"));
+    free(out);
+}
+
 /* The bar of the single ring of a rendered rollout. */
 static void ring_bar(const char *ring, char bar[ROLLOUT_BAR_WIDTH + 3])
 {
@@ -433,6 +448,7 @@ int main(void)
         cmocka_unit_test(final_states_end_a_watch),
         cmocka_unit_test(view_shows_header_policy_and_one_line_per_ring),
         cmocka_unit_test(view_shows_why_a_rollout_ended),
+        cmocka_unit_test(view_marks_a_shadow_rollout_and_its_promotion),
         cmocka_unit_test(bars_fill_the_width_and_never_hide_a_failure),
         cmocka_unit_test(view_survives_hostile_or_missing_members),
         cmocka_unit_test(view_caps_absurd_numbers),

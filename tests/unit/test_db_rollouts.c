@@ -1,7 +1,9 @@
 /* test_db_rollouts.c - rollouts in SQLite: creating and reading them,
  * listing, state changes that survive reopening the database, one running or
- * paused rollout per model, the devices a rollout tracks with their previous
- * versions and derived actions, timeouts, and the rollout object. */
+ * paused rollout per model and slot, the devices a rollout tracks with their
+ * previous versions and derived actions (from the shadow slot for a shadow
+ * rollout), timeouts, promotion, emptying a shadow slot, and the rollout
+ * object. */
 #define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
 #include "server/db.h"
 #include "server/db_fleet.h"
@@ -76,6 +78,22 @@ static void report(struct db *db, const char *device, int64_t version, const cha
         db_device_report(db, device, "production", "thyroid", version, state, NULL, NOW), 0);
 }
 
+/* As slot_set and report, for the shadow slot. */
+static void shadow_set(struct db *db, const char *device, int64_t version_id, const char *rollout)
+{
+    struct db_desired d;
+    assert_int_equal(db_device_desired_load(db, device, &d), 0);
+    assert_int_equal(db_device_desired_store(db, device, d.seq + 1, "{}", EF_SLOT_SHADOW,
+                                             version_id, rollout, NOW),
+                     0);
+}
+
+static void shadow_report(struct db *db, const char *device, int64_t version, const char *state)
+{
+    assert_int_equal(db_device_report(db, device, "shadow", "thyroid", version, state, NULL, NOW),
+                     0);
+}
+
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -110,7 +128,8 @@ static int teardown(void **state)
 static int64_t create(struct fixture *f, int64_t version_id)
 {
     int64_t rings[] = {f->canary, f->early, f->def}, id = 0;
-    assert_int_equal(db_rollout_create(f->db, version_id, rings, 3, POLICY, NOW, &id), 0);
+    assert_int_equal(
+        db_rollout_create(f->db, version_id, EF_SLOT_PRODUCTION, rings, 3, POLICY, NOW, &id), 0);
     assert_true(id > 0);
     return id;
 }
@@ -147,13 +166,18 @@ static void test_create_refused(void **state)
     struct fixture *f = *state;
     int64_t twice[] = {f->canary, f->canary}, unknown[] = {f->canary, 9999}, *ids = NULL, id;
     size_t n = 0;
-    assert_int_equal(db_rollout_create(f->db, f->v2, twice, 2, POLICY, NOW, &id), EF_EEXIST);
-    assert_int_equal(db_rollout_create(f->db, f->v2, unknown, 2, POLICY, NOW, &id), EF_ECONFLICT);
-    assert_int_equal(db_rollout_create(f->db, 9999, twice, 1, POLICY, NOW, &id), EF_ECONFLICT);
-    assert_int_equal(db_rollout_create(f->db, f->v2, twice, 0, POLICY, NOW, &id), EF_EINVAL);
     assert_int_equal(
-        db_rollout_create(f->db, f->v2, twice, DB_ROLLOUT_MAX_RINGS + 1, POLICY, NOW, &id),
-        EF_EINVAL);
+        db_rollout_create(f->db, f->v2, EF_SLOT_PRODUCTION, twice, 2, POLICY, NOW, &id), EF_EEXIST);
+    assert_int_equal(
+        db_rollout_create(f->db, f->v2, EF_SLOT_PRODUCTION, unknown, 2, POLICY, NOW, &id),
+        EF_ECONFLICT);
+    assert_int_equal(db_rollout_create(f->db, 9999, EF_SLOT_PRODUCTION, twice, 1, POLICY, NOW, &id),
+                     EF_ECONFLICT);
+    assert_int_equal(
+        db_rollout_create(f->db, f->v2, EF_SLOT_PRODUCTION, twice, 0, POLICY, NOW, &id), EF_EINVAL);
+    assert_int_equal(db_rollout_create(f->db, f->v2, EF_SLOT_PRODUCTION, twice,
+                                       DB_ROLLOUT_MAX_RINGS + 1, POLICY, NOW, &id),
+                     EF_EINVAL);
     /* All or nothing: no half-made rollout stayed. */
     assert_int_equal(db_rollout_ids(f->db, NULL, NULL, &ids, &n), 0);
     assert_int_equal(n, 0);
@@ -240,22 +264,22 @@ static void test_one_active_per_model(void **state)
 {
     struct fixture *f = *state;
     int64_t a = create(f, f->v1), b = create(f, f->v2), iris = create(f, f->other), active = 0;
-    assert_int_equal(db_rollout_active(f->db, "thyroid", &active), EF_ENOENT);
+    assert_int_equal(db_rollout_active(f->db, "thyroid", EF_SLOT_PRODUCTION, &active), EF_ENOENT);
     assert_int_equal(db_rollout_set_state(f->db, a, "draft", "running", NULL, NOW), 0);
     assert_int_equal(db_rollout_set_state(f->db, b, "draft", "running", NULL, NOW), EF_EEXIST);
-    assert_int_equal(db_rollout_active(f->db, "thyroid", &active), 0);
+    assert_int_equal(db_rollout_active(f->db, "thyroid", EF_SLOT_PRODUCTION, &active), 0);
     assert_int_equal(active, a);
     /* Paused still holds the model. */
     assert_int_equal(db_rollout_set_state(f->db, a, "running", "paused", NULL, NOW), 0);
     assert_int_equal(db_rollout_set_state(f->db, b, "draft", "running", NULL, NOW), EF_EEXIST);
-    assert_int_equal(db_rollout_active(f->db, "thyroid", &active), 0);
+    assert_int_equal(db_rollout_active(f->db, "thyroid", EF_SLOT_PRODUCTION, &active), 0);
     assert_int_equal(active, a);
     /* Another model is not concerned. */
     assert_int_equal(db_rollout_set_state(f->db, iris, "draft", "running", NULL, NOW), 0);
     /* Once the first is over, the second may run. */
     assert_int_equal(db_rollout_set_state(f->db, a, "paused", "aborted", "superseded", NOW), 0);
     assert_int_equal(db_rollout_set_state(f->db, b, "draft", "running", NULL, NOW), 0);
-    assert_int_equal(db_rollout_active(f->db, "thyroid", &active), 0);
+    assert_int_equal(db_rollout_active(f->db, "thyroid", EF_SLOT_PRODUCTION, &active), 0);
     assert_int_equal(active, b);
 }
 
@@ -431,6 +455,116 @@ static void test_json(void **state)
     assert_null(doc);
 }
 
+static int64_t create_shadow(struct fixture *f, int64_t version_id)
+{
+    int64_t rings[] = {f->canary}, id = 0;
+    assert_int_equal(
+        db_rollout_create(f->db, version_id, EF_SLOT_SHADOW, rings, 1, POLICY, NOW, &id), 0);
+    return id;
+}
+
+/* A shadow rollout may run beside a production one, not beside another
+ * shadow rollout of the model. */
+static void test_one_active_per_slot(void **state)
+{
+    struct fixture *f = *state;
+    int64_t prod = create(f, f->v1), shadow = create_shadow(f, f->v2),
+            other = create_shadow(f, f->v2), active = 0;
+    struct db_rollout r = {0};
+    assert_int_equal(db_rollout_get(f->db, shadow, &r), 0);
+    assert_int_equal(r.slot, EF_SLOT_SHADOW);
+    db_rollout_clear(&r);
+    assert_int_equal(db_rollout_get(f->db, prod, &r), 0);
+    assert_int_equal(r.slot, EF_SLOT_PRODUCTION);
+    db_rollout_clear(&r);
+    assert_int_equal(db_rollout_set_state(f->db, prod, "draft", "running", NULL, NOW), 0);
+    assert_int_equal(db_rollout_active(f->db, "thyroid", EF_SLOT_SHADOW, &active), EF_ENOENT);
+    assert_int_equal(db_rollout_set_state(f->db, shadow, "draft", "running", NULL, NOW), 0);
+    assert_int_equal(db_rollout_set_state(f->db, other, "draft", "running", NULL, NOW), EF_EEXIST);
+    assert_int_equal(db_rollout_active(f->db, "thyroid", EF_SLOT_SHADOW, &active), 0);
+    assert_int_equal(active, shadow);
+    assert_int_equal(db_rollout_active(f->db, "thyroid", EF_SLOT_PRODUCTION, &active), 0);
+    assert_int_equal(active, prod);
+}
+
+/* A shadow rollout's devices: previous version and action come from the
+ * shadow slot; the production slot does not count. */
+static void test_shadow_devices(void **state)
+{
+    struct fixture *f = *state;
+    struct db_rollout_device *d = NULL;
+    size_t n = 0;
+    char rid[32];
+    enroll(f->db, "cam-1", "default", f->canary);
+    slot_set(f->db, "cam-1", f->v1, NULL);
+    report(f->db, "cam-1", 1, "committed");
+    int64_t id = create_shadow(f, f->v2);
+    snprintf(rid, sizeof(rid), "%lld", (long long)id);
+    assert_int_equal(db_rollout_track(f->db, id, f->canary, NULL, NOW), 0);
+    assert_int_equal(db_rollout_devices(f->db, id, 0, &d, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(d[0].previous_version_id, 0); /* no shadow before */
+    assert_false(d[0].assigned);
+    free(d);
+    shadow_set(f->db, "cam-1", f->v2, rid);
+    shadow_report(f->db, "cam-1", 2, "downloading");
+    assert_int_equal(db_rollout_devices(f->db, id, 0, &d, &n), 0);
+    assert_true(d[0].assigned);
+    assert_int_equal(d[0].slot_version_id, f->v2);
+    assert_int_equal(d[0].action, DB_ACTION_DOWNLOADING);
+    free(d);
+    /* A production report of the same version is not the shadow's. */
+    report(f->db, "cam-1", 2, "committed");
+    assert_int_equal(db_rollout_devices(f->db, id, 0, &d, &n), 0);
+    assert_int_equal(d[0].action, DB_ACTION_DOWNLOADING);
+    free(d);
+    shadow_report(f->db, "cam-1", 2, "committed");
+    assert_int_equal(db_rollout_devices(f->db, id, 0, &d, &n), 0);
+    assert_int_equal(d[0].action, DB_ACTION_COMMITTED);
+    free(d);
+
+    /* Emptying the shadow slot: the device is no longer assigned. */
+    assert_int_equal(db_rollout_shadow_clear(f->db, "cam-1", 1, "{}"), EF_ESTALE);
+    assert_int_equal(db_rollout_shadow_clear(f->db, "cam-1", 100, "{\"seq\":100}"), 0);
+    assert_int_equal(db_rollout_devices(f->db, id, 0, &d, &n), 0);
+    assert_false(d[0].assigned);
+    assert_int_equal(d[0].slot_version_id, 0);
+    free(d);
+    struct db_desired des;
+    assert_int_equal(db_device_desired_load(f->db, "cam-1", &des), 0);
+    assert_int_equal(des.seq, 100);
+    assert_false(des.slots[EF_SLOT_SHADOW].set);
+    assert_true(des.slots[EF_SLOT_PRODUCTION].set);
+    assert_int_equal(db_rollout_shadow_clear(f->db, "nobody", 101, "{}"), EF_ENOENT);
+
+    /* A timeout marks the shadow slot, not the production one. */
+    shadow_set(f->db, "cam-1", f->v2, rid);
+    assert_int_equal(db_rollout_device_timeout(f->db, id, "cam-1", NOW), 0);
+    assert_int_equal(db_device_desired_load(f->db, "cam-1", &des), 0);
+    assert_string_equal(des.slots[EF_SLOT_SHADOW].state, "failed");
+    assert_string_equal(des.slots[EF_SLOT_PRODUCTION].state, "committed");
+}
+
+static void test_promoted(void **state)
+{
+    struct fixture *f = *state;
+    int64_t shadow = create_shadow(f, f->v2), prod = create(f, f->v2);
+    json_t *doc = NULL;
+    assert_int_equal(db_rollout_set_promoted(f->db, prod, shadow), EF_ECONFLICT); /* not shadow */
+    assert_int_equal(db_rollout_json(f->db, shadow, &doc), 0);
+    assert_string_equal(json_string_value(json_object_get(doc, "slot")), "shadow");
+    assert_true(json_is_null(json_object_get(doc, "promoted_to")));
+    json_decref(doc);
+    assert_int_equal(db_rollout_set_promoted(f->db, shadow, prod), 0);
+    assert_int_equal(db_rollout_set_promoted(f->db, shadow, prod), EF_ECONFLICT); /* once */
+    assert_int_equal(db_rollout_json(f->db, shadow, &doc), 0);
+    assert_int_equal(json_integer_value(json_object_get(doc, "promoted_to")), prod);
+    json_decref(doc);
+    assert_int_equal(db_rollout_json(f->db, prod, &doc), 0);
+    assert_string_equal(json_string_value(json_object_get(doc, "slot")), "production");
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +576,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_previous_after_give_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_active_per_slot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shadow_devices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_promoted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

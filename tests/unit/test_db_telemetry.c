@@ -1,6 +1,7 @@
 /* test_db_telemetry.c - raw telemetry windows in a real SQLite database:
- * storing only enrolled devices' windows, queries and their filters, the
- * ring aggregates rollout gates read, and expiry. */
+ * storing only enrolled devices' windows with their ring, queries and their
+ * filters and metric values, per-minute rollups summed exactly, per-device
+ * sums, the ring aggregates rollout gates read, and expiry. */
 #define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/db.h"
 #include "server/db_fleet.h"
@@ -76,7 +77,7 @@ static bool insert(struct db *db, const char *device, int64_t at, struct telemet
 static json_t *query(struct db *db, const char *model, int64_t version, const char *ring,
                      const char *device, int64_t since, int limit)
 {
-    struct db_telemetry_filter filter = {model, version, ring, device, since, limit};
+    struct db_telemetry_filter filter = {model, version, ring, device, since, limit, NULL};
     json_t *rows = NULL;
     assert_int_equal(db_telemetry_query(db, &filter, &rows), 0);
     return rows;
@@ -308,13 +309,13 @@ static void expire_deletes_old_windows_in_chunks(void **state)
         assert_true(insert(f->db, "d3", NOW + i, window("m", 1, 1, 0, 1)));
     assert_int_equal(db_tx_end(f->db, 0), 0);
 
-    assert_int_equal(db_telemetry_expire(f->db, NOW, 10, &deleted), 0);
+    assert_int_equal(db_telemetry_expire(f->db, NOW, 10, &deleted, NULL), 0);
     assert_int_equal(deleted, 0);
-    assert_int_equal(db_telemetry_expire(f->db, NOW + 20, 10, &deleted), 0);
+    assert_int_equal(db_telemetry_expire(f->db, NOW + 20, 10, &deleted, NULL), 0);
     assert_int_equal(deleted, 10);
-    assert_int_equal(db_telemetry_expire(f->db, NOW + 20, 10, &deleted), 0);
+    assert_int_equal(db_telemetry_expire(f->db, NOW + 20, 10, &deleted, NULL), 0);
     assert_int_equal(deleted, 10);
-    assert_int_equal(db_telemetry_expire(f->db, NOW + 20, 10, &deleted), 0);
+    assert_int_equal(db_telemetry_expire(f->db, NOW + 20, 10, &deleted, NULL), 0);
     assert_int_equal(deleted, 0);
     /* The oldest went first: what is left is NOW+20 and later. */
     json_t *rows = query(f->db, NULL, 0, NULL, NULL, 0, 100);
@@ -322,6 +323,328 @@ static void expire_deletes_old_windows_in_chunks(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 4), "received_at")),
                         "2025-11-22T10:00:00.020Z");
     json_decref(rows);
+}
+
+/* A window of model m@2 with every metric member set by hand. */
+static struct telemetry_window metric_window(int64_t inferences, int64_t errors, double p99,
+                                             int64_t feedback, int64_t correct, double drift,
+                                             double confidence, int64_t shadow_inferences,
+                                             double agreement, int64_t shadow_feedback,
+                                             double shadow_accuracy)
+{
+    struct telemetry_window w = window("m", 2, inferences, errors, p99);
+    w.feedback = feedback;
+    if (feedback > 0) {
+        w.has_correct = true;
+        w.correct = correct;
+        w.has_accuracy = true;
+        w.accuracy = (double)correct / (double)feedback;
+    }
+    if (drift >= 0) {
+        w.has_drift = true;
+        w.drift_n = inferences;
+        w.drift = drift;
+        w.has_drift_output = true;
+        w.drift_output = drift / 2;
+    }
+    if (confidence >= 0) {
+        w.has_confidence = true;
+        w.confidence = confidence;
+    }
+    if (shadow_inferences >= 0) {
+        w.has_shadow = true;
+        snprintf(w.shadow_model, sizeof(w.shadow_model), "m");
+        w.shadow_version = 3;
+        w.shadow_inferences = shadow_inferences;
+        w.has_shadow_agreement = shadow_inferences > 0;
+        w.shadow_agreement = agreement;
+        w.shadow_feedback = shadow_feedback;
+        w.has_shadow_accuracy = shadow_feedback > 0;
+        w.shadow_accuracy = shadow_accuracy;
+    }
+    return w;
+}
+
+#define M0 NOW           /* a minute boundary: NOW is a multiple of 60000 */
+#define M1 (NOW + 60000) /* the next minute */
+
+/* Windows over two minutes and two rings (lab: d1, d2; default: d3):
+ *   lab M0:  d1 A {100 inf, 5 err, p99 10, 8/10 correct, drift .2, conf .9,
+ *                  shadow 80 at .75, 4 fb at .5}
+ *            d2 B {50 inf, 0 err, p99 30, 10/10, drift .4, conf .6,
+ *                  shadow 20 at 1.0, 6 fb at 1.0}
+ *   lab M1:  d1 C {10 inf, 10 err, no latency, no feedback/drift/conf/shadow}
+ *   default M0: d3 D {40 inf, 1 err, p99 5, 1/4, drift .05, no conf/shadow}
+ *   lab M0, version 1: d1 E {7 inf, 7 err}. */
+static void insert_two_minutes_two_rings(struct db *db)
+{
+    assert_int_equal(db_tx_begin(db), 0);
+    assert_true(
+        insert(db, "d1", M0 + 1, metric_window(100, 5, 10, 10, 8, 0.2, 0.9, 80, 0.75, 4, 0.5)));
+    assert_true(
+        insert(db, "d2", M0 + 30000, metric_window(50, 0, 30, 10, 10, 0.4, 0.6, 20, 1.0, 6, 1.0)));
+    assert_true(insert(db, "d1", M1 + 59999, metric_window(10, 10, -1, 0, 0, -1, -1, -1, 0, 0, 0)));
+    assert_true(insert(db, "d3", M0 + 59999, metric_window(40, 1, 5, 4, 1, 0.05, -1, -1, 0, 0, 0)));
+    assert_true(insert(db, "d1", M0 + 2, window("m", 1, 7, 7, -1)));
+    assert_int_equal(db_tx_end(db, 0), 0);
+}
+
+static json_t *rollups(struct db *db, int64_t version, const char *ring, enum metric m,
+                       int64_t since, int64_t until)
+{
+    struct db_rollup_filter rf = {"m", version, ring, m, since, until};
+    json_t *doc = NULL;
+    assert_int_equal(db_telemetry_rollups(db, &rf, &doc), 0);
+    assert_string_equal(json_string_value(json_object_get(doc, "model")), "m");
+    assert_string_equal(json_string_value(json_object_get(doc, "metric")), metric_name(m));
+    return doc;
+}
+
+/* Asserts that series i of doc is version@ring with n points. */
+static const json_t *series(const json_t *doc, size_t i, int64_t version, const char *ring,
+                            size_t n)
+{
+    const json_t *s = json_array_get(json_object_get(doc, "series"), i);
+    assert_non_null(s);
+    assert_int_equal(json_integer_value(json_object_get(s, "version")), version);
+    assert_string_equal(json_string_value(json_object_get(s, "ring")), ring);
+    assert_int_equal(json_array_size(json_object_get(s, "points")), n);
+    return json_object_get(s, "points");
+}
+
+/* Asserts point i of points is [minute, value, windows]; values exact. */
+static void point(const json_t *points, size_t i, int64_t minute, double value, int64_t windows)
+{
+    const json_t *p = json_array_get(points, i);
+    assert_int_equal(json_array_size(p), 3);
+    assert_int_equal(json_integer_value(json_array_get(p, 0)), minute);
+    if (json_real_value(json_array_get(p, 1)) != value)
+        fail_msg("point %zu: %.17g, expected %.17g", i, json_real_value(json_array_get(p, 1)),
+                 value);
+    assert_int_equal(json_integer_value(json_array_get(p, 2)), windows);
+}
+
+static void rollups_sum_exactly(void **state)
+{
+    struct db_fixture *f = *state;
+    insert_two_minutes_two_rings(f->db);
+
+    /* error_rate: every version, every ring; by version, then ring id
+     * (default, made by the migration, before lab). */
+    json_t *doc = rollups(f->db, 0, NULL, METRIC_ERROR_RATE, 0, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 3);
+    point(series(doc, 0, 1, "lab", 1), 0, M0, 1.0, 1);
+    point(series(doc, 1, 2, "default", 1), 0, M0, 1.0 / 40.0, 1);
+    const json_t *lab = series(doc, 2, 2, "lab", 2);
+    point(lab, 0, M0, 5.0 / 150.0, 2);
+    point(lab, 1, M1, 1.0, 1);
+    json_decref(doc);
+
+    /* The other metrics of version 2 in lab: minute M1 carries none of
+     * them but error_rate, so only M0 has a point. */
+    static const struct {
+        enum metric m;
+        double value;
+    } lab_m0[] = {
+        {METRIC_ACCURACY, 18.0 / 20.0},
+        {METRIC_LATENCY_P99, 30.0},
+        {METRIC_DRIFT, (0.2 + 0.4) / 2},
+        {METRIC_CONFIDENCE, (0.9 + 0.6) / 2},
+        {METRIC_SHADOW_AGREEMENT, (0.75 * 80 + 1.0 * 20) / 100},
+        {METRIC_SHADOW_ACCURACY, (0.5 * 4 + 1.0 * 6) / 10},
+    };
+    for (size_t i = 0; i < sizeof(lab_m0) / sizeof(lab_m0[0]); i++) {
+        doc = rollups(f->db, 2, "lab", lab_m0[i].m, 0, 0);
+        assert_int_equal(json_array_size(json_object_get(doc, "series")), 1);
+        point(series(doc, 0, 2, "lab", 1), 0, M0, lab_m0[i].value, 2);
+        json_decref(doc);
+    }
+    /* default ring, version 2: drift 0.05, accuracy 1/4, no confidence. */
+    doc = rollups(f->db, 2, "default", METRIC_DRIFT, 0, 0);
+    point(series(doc, 0, 2, "default", 1), 0, M0, 0.05, 1);
+    json_decref(doc);
+    doc = rollups(f->db, 2, "default", METRIC_ACCURACY, 0, 0);
+    point(series(doc, 0, 2, "default", 1), 0, M0, 0.25, 1);
+    json_decref(doc);
+    doc = rollups(f->db, 2, "default", METRIC_CONFIDENCE, 0, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 0);
+    json_decref(doc);
+
+    /* since and until bound the minutes, both inclusive. */
+    doc = rollups(f->db, 2, "lab", METRIC_ERROR_RATE, M1, 0);
+    point(series(doc, 0, 2, "lab", 1), 0, M1, 1.0, 1);
+    json_decref(doc);
+    doc = rollups(f->db, 2, "lab", METRIC_ERROR_RATE, 0, M0);
+    point(series(doc, 0, 2, "lab", 1), 0, M0, 5.0 / 150.0, 2);
+    json_decref(doc);
+    doc = rollups(f->db, 2, "lab", METRIC_ERROR_RATE, M1 + 1, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 0);
+    json_decref(doc);
+    /* An unknown ring or model has no series. */
+    doc = rollups(f->db, 0, "nope", METRIC_ERROR_RATE, 0, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 0);
+    json_decref(doc);
+
+    /* drift_output has no rollup; a model is required. */
+    struct db_rollup_filter bad = {"m", 0, NULL, METRIC_DRIFT_OUTPUT, 0, 0};
+    assert_int_equal(db_telemetry_rollups(f->db, &bad, &doc), EF_EINVAL);
+    bad.model = NULL;
+    bad.metric = METRIC_DRIFT;
+    assert_int_equal(db_telemetry_rollups(f->db, &bad, &doc), EF_EINVAL);
+    assert_null(doc);
+}
+
+/* A rolled-back batch leaves no rollup behind either. */
+static void rollups_roll_back_with_their_batch(void **state)
+{
+    struct db_fixture *f = *state;
+    assert_int_equal(db_tx_begin(f->db), 0);
+    assert_true(insert(f->db, "d1", M0, metric_window(10, 1, 1, 0, 0, -1, -1, -1, 0, 0, 0)));
+    assert_int_equal(db_tx_end(f->db, EF_EINVAL), EF_EINVAL);
+    json_t *doc = rollups(f->db, 0, NULL, METRIC_ERROR_RATE, 0, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 0);
+    json_decref(doc);
+    /* Windows without a model or of devices not enrolled make no rollup. */
+    assert_true(insert(f->db, "d1", M0, window(NULL, 0, 0, 0, -1)));
+    assert_false(insert(f->db, "d4", M0, metric_window(10, 1, 1, 0, 0, -1, -1, -1, 0, 0, 0)));
+    doc = rollups(f->db, 0, NULL, METRIC_ERROR_RATE, 0, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 0);
+    json_decref(doc);
+}
+
+static void windows_keep_the_ring_they_were_received_in(void **state)
+{
+    struct db_fixture *f = *state;
+    char buf[256];
+    int64_t def = 0;
+    assert_int_equal(db_ring_id(f->db, "default", &def), 0);
+    assert_true(insert(f->db, "d2", NOW, window("m", 2, 1, 0, 1)));
+    struct db_device_change c = {.set_ring = true, .ring_id = def};
+    assert_int_equal(db_device_update(f->db, "d2", &c), 0);
+    assert_true(insert(f->db, "d2", NOW + 1, window("m", 2, 1, 0, 1)));
+    json_t *rows = query(f->db, NULL, 0, NULL, NULL, 0, 10);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "ring")),
+                        "default");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 1), "ring")), "lab");
+    json_decref(rows);
+    assert_string_equal(devices_of(query(f->db, NULL, 0, "lab", NULL, 0, 10), buf, sizeof(buf)),
+                        "d2");
+    assert_string_equal(devices_of(query(f->db, "m", 2, "default", NULL, 0, 10), buf, sizeof(buf)),
+                        "d2");
+    /* The rollup rows went to the ring of the time too. */
+    json_t *doc = rollups(f->db, 2, NULL, METRIC_ERROR_RATE, 0, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 2);
+    point(series(doc, 0, 2, "default", 1), 0, M0, 0.0, 1);
+    point(series(doc, 1, 2, "lab", 1), 0, M0, 0.0, 1);
+    json_decref(doc);
+}
+
+static void query_new_columns_and_metric_values(void **state)
+{
+    struct db_fixture *f = *state;
+    struct telemetry_window w = metric_window(100, 5, 10, 10, 8, 0.2, 0.9, 80, 0.75, 4, 0.5);
+    w.shadow_errors = 2;
+    w.detail = json_loads("{\"confusion\":[[5,1],[1,3]],\"psi\":{\"features\":[0.2],\"n\":100,"
+                          "\"output\":[0.1]}}",
+                          0, NULL);
+    assert_true(insert(f->db, "d1", NOW, w));
+    assert_true(insert(f->db, "d1", NOW + 1, window(NULL, 0, 0, 0, -1)));
+    json_t *rows = query(f->db, NULL, 0, NULL, NULL, 0, 10);
+    json_t *idle = json_array_get(rows, 0), *row = json_array_get(rows, 1);
+    static const char *const nulls[] = {"correct",    "drift",  "drift_output",
+                                        "confidence", "shadow", "detail"};
+    for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
+        assert_true(json_is_null(json_object_get(idle, nulls[i])));
+    assert_false(json_object_get(idle, "value")); /* no metric asked */
+    assert_string_equal(json_string_value(json_object_get(row, "ring")), "lab");
+    assert_int_equal(json_integer_value(json_object_get(row, "correct")), 8);
+    assert_true(json_number_value(json_object_get(row, "drift")) == 0.2);
+    assert_true(json_number_value(json_object_get(row, "drift_output")) == 0.1);
+    assert_true(json_number_value(json_object_get(row, "confidence")) == 0.9);
+    json_t *want = json_pack("{s:s, s:i, s:i, s:f, s:i, s:f}", "model", "m@3", "inferences", 80,
+                             "errors", 2, "agreement", 0.75, "feedback", 4, "accuracy", 0.5);
+    assert_true(json_equal(json_object_get(row, "shadow"), want));
+    json_decref(want);
+    assert_true(json_equal(json_object_get(row, "detail"), w.detail));
+    json_decref(w.detail);
+    json_decref(rows);
+
+    /* With a metric, each row carries its window's value, or null. */
+    static const struct {
+        enum metric m;
+        double value;
+    } values[] = {
+        {METRIC_DRIFT, 0.2},
+        {METRIC_DRIFT_OUTPUT, 0.1},
+        {METRIC_ACCURACY, 0.8},
+        {METRIC_ERROR_RATE, 0.05},
+        {METRIC_LATENCY_P99, 10},
+        {METRIC_CONFIDENCE, 0.9},
+        {METRIC_SHADOW_AGREEMENT, 0.75},
+        {METRIC_SHADOW_ACCURACY, 0.5},
+    };
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        struct db_telemetry_filter q = {.limit = 10, .metric = &values[i].m};
+        assert_int_equal(db_telemetry_query(f->db, &q, &rows), 0);
+        assert_true(json_is_null(json_object_get(json_array_get(rows, 0), "value")));
+        double got = json_number_value(json_object_get(json_array_get(rows, 1), "value"));
+        if (got != values[i].value)
+            fail_msg("%s: %.17g, expected %.17g", metric_name(values[i].m), got, values[i].value);
+        json_decref(rows);
+    }
+}
+
+static void device_sums_per_device(void **state)
+{
+    struct db_fixture *f = *state;
+    struct db_device_sums *sums = NULL;
+    size_t n = 0;
+    int64_t lab = 0;
+    double v = 0;
+    assert_int_equal(db_ring_id(f->db, "lab", &lab), 0);
+    insert_two_minutes_two_rings(f->db);
+    assert_int_equal(db_telemetry_device_sums(f->db, "m", 2, -1, 0, &sums, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(sums[0].device_id, "d1");
+    assert_string_equal(sums[1].device_id, "d2");
+    assert_string_equal(sums[2].device_id, "d3");
+    /* d1: windows A and C; error_rate 15/110, drift over A only, p99 max 10. */
+    assert_int_equal(sums[0].sums.windows, 2);
+    assert_true(metric_sums_value(&sums[0].sums, METRIC_ERROR_RATE, &v) && v == 15.0 / 110.0);
+    assert_true(metric_sums_value(&sums[0].sums, METRIC_DRIFT, &v) && v == 0.2);
+    assert_true(metric_sums_value(&sums[0].sums, METRIC_LATENCY_P99, &v) && v == 10);
+    assert_true(metric_sums_value(&sums[0].sums, METRIC_ACCURACY, &v) && v == 0.8);
+    assert_false(metric_sums_value(&sums[2].sums, METRIC_CONFIDENCE, &v));
+    free(sums);
+    /* Only the lab ring, and since M1: d1's window C alone. */
+    assert_int_equal(db_telemetry_device_sums(f->db, "m", 2, lab, M1, &sums, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(sums[0].sums.windows, 1);
+    assert_false(metric_sums_value(&sums[0].sums, METRIC_DRIFT, &v));
+    free(sums);
+    assert_int_equal(db_telemetry_device_sums(f->db, "nope", 2, -1, 0, &sums, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(sums);
+}
+
+static void expire_deletes_ended_rollup_minutes(void **state)
+{
+    struct db_fixture *f = *state;
+    int64_t deleted = 0, rollups_deleted = 0;
+    insert_two_minutes_two_rings(f->db);
+    /* Before M1 ends nothing of M1 goes; M0's rows (3) go once M0 ended. */
+    assert_int_equal(db_telemetry_expire(f->db, M1, 100, &deleted, &rollups_deleted), 0);
+    assert_int_equal(rollups_deleted, 3);
+    assert_int_equal(deleted, 4);
+    json_t *doc = rollups(f->db, 0, NULL, METRIC_ERROR_RATE, 0, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 1);
+    point(series(doc, 0, 2, "lab", 1), 0, M1, 1.0, 1);
+    json_decref(doc);
+    assert_int_equal(db_telemetry_expire(f->db, M1 + 59999, 100, &deleted, &rollups_deleted), 0);
+    assert_int_equal(rollups_deleted, 0);
+    assert_int_equal(db_telemetry_expire(f->db, M1 + 60000, 100, &deleted, &rollups_deleted), 0);
+    assert_int_equal(rollups_deleted, 1);
+    assert_int_equal(deleted, 1);
 }
 
 int main(void)
@@ -333,6 +656,16 @@ int main(void)
                                         db_fixture_teardown),
         cmocka_unit_test_setup_teardown(query_shape_and_order, setup, db_fixture_teardown),
         cmocka_unit_test_setup_teardown(query_filters, setup, db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(rollups_sum_exactly, setup, db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(rollups_roll_back_with_their_batch, setup,
+                                        db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(windows_keep_the_ring_they_were_received_in, setup,
+                                        db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(query_new_columns_and_metric_values, setup,
+                                        db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(device_sums_per_device, setup, db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(expire_deletes_ended_rollup_minutes, setup,
+                                        db_fixture_teardown),
         cmocka_unit_test_setup_teardown(ring_stats_for_gates, setup, db_fixture_teardown),
         cmocka_unit_test_setup_teardown(expire_deletes_old_windows_in_chunks, setup,
                                         db_fixture_teardown),

@@ -1,8 +1,8 @@
 /* test_rollout.c - the rollout engine against a real database and server
  * key, ticked by hand (no thread, no broker: srv.mqtt is NULL): rings in
  * order, late joiners, breach with pause and resume, rollback to previous
- * versions, the deadline, abort, supersede, telemetry gates, and a restart
- * that resumes where the rollout was. Devices "report" through
+ * versions, the deadline, abort, supersede, telemetry gates, a restart
+ * that resumes where the rollout was, and shadow rollouts with promotion. Devices "report" through
  * db_device_report, as the broker client would. */
 #define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
 #include "server/assign.h"
@@ -529,6 +529,158 @@ static void test_thread(void **state)
     assert_int_equal(slot_version(f, "cam-1"), 2);
 }
 
+/* A draft shadow rollout of thyroid@2 through canary then early. */
+static int64_t create_shadow(struct fixture *f, bool supersede, int *rc_out)
+{
+    int64_t rings[] = {f->canary, f->early}, id = 0;
+    static const char policy[] = "{\"success\":1.0,\"error\":0.0,\"min_devices\":1,"
+                                 "\"soak_s\":0,\"deadline_s\":600,\"gates\":[],"
+                                 "\"on_breach\":\"pause\"}";
+    struct rollout_spec spec = {.version_id = f->v2.id,
+                                .model = "thyroid",
+                                .ring_ids = rings,
+                                .ring_count = 2,
+                                .policy = policy,
+                                .supersede = supersede,
+                                .slot = EF_SLOT_SHADOW};
+    int rc = rollout_create(f->engine, &spec, &id, NULL, 0);
+    if (rc_out)
+        *rc_out = rc;
+    else
+        assert_int_equal(rc, 0);
+    return id;
+}
+
+static void shadow_report(struct fixture *f, const char *device, int64_t version, const char *state)
+{
+    assert_int_equal(
+        db_device_report(f->srv.db, device, "shadow", "thyroid", version, state, NULL, ef_now_ms()),
+        0);
+}
+
+/* The version device's shadow slot wants, 0 when it is empty. */
+static int64_t shadow_version(struct fixture *f, const char *device)
+{
+    struct db_desired d;
+    assert_int_equal(db_device_desired_load(f->srv.db, device, &d), 0);
+    return d.slots[EF_SLOT_SHADOW].set ? d.slots[EF_SLOT_SHADOW].version : 0;
+}
+
+/* A shadow rollout walks its rings on shadow reports, leaving production
+ * alone; promote starts a production rollout of the version over the same
+ * rings, whose assignments empty the shadow slots. */
+static void test_shadow_then_promote(void **state)
+{
+    struct fixture *f = *state;
+    const char *devices[] = {"cam-1", "cam-2", "cam-3"};
+    char msg[192] = "";
+    int64_t promoted = 0, prod = 0, id = create_shadow(f, false, NULL);
+    struct db_rollout r = {0};
+    /* A production rollout may run beside it. */
+    assert_int_equal(rollout_act(f->engine, id, ROLLOUT_START, NULL, 0), 0);
+    assert_int_equal(rollout_promote(f->engine, id, &promoted, msg, sizeof(msg)), EF_ECONFLICT);
+    assert_non_null(strstr(msg, "running"));
+    tick(f);
+    expect(f, id, "running", "running", "pending");
+    assert_int_equal(shadow_version(f, "cam-1"), 2);
+    assert_int_equal(slot_version(f, "cam-1"), 1);
+    assert_int_equal(shadow_version(f, "cam-3"), 0);
+    /* Production news of the version does not count for the shadow. */
+    report(f, "cam-1", 2, "committed");
+    report(f, "cam-2", 2, "committed");
+    tick(f);
+    expect(f, id, "running", "running", "pending");
+    shadow_report(f, "cam-1", 2, "committed");
+    shadow_report(f, "cam-2", 2, "committed");
+    tick(f);
+    expect(f, id, "running", "succeeded", "running");
+    assert_int_equal(action(f, id, "cam-1"), DB_ACTION_COMMITTED);
+    assert_int_equal(shadow_version(f, "cam-3"), 2);
+    shadow_report(f, "cam-3", 2, "committed");
+    tick(f);
+    expect(f, id, "succeeded", "succeeded", "succeeded");
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(slot_version(f, devices[i]), 1);
+
+    /* Only a shadow rollout is promoted, once. */
+    prod = started(f, NULL);
+    assert_int_equal(rollout_promote(f->engine, prod, &promoted, msg, sizeof(msg)), EF_ECONFLICT);
+    assert_non_null(strstr(msg, "production slot"));
+    assert_int_equal(rollout_promote(f->engine, id, &promoted, msg, sizeof(msg)), EF_EEXIST);
+    assert_int_equal(rollout_act(f->engine, prod, ROLLOUT_ABORT, NULL, 0), 0);
+    assert_int_equal(rollout_promote(f->engine, id + 100, &promoted, msg, sizeof(msg)), EF_ENOENT);
+    assert_int_equal(rollout_promote(f->engine, id, &promoted, msg, sizeof(msg)), 0);
+    assert_int_equal(rollout_promote(f->engine, id, &prod, msg, sizeof(msg)), EF_ECONFLICT);
+    assert_non_null(strstr(msg, "promoted already"));
+    assert_int_equal(db_rollout_get(f->srv.db, id, &r), 0);
+    assert_int_equal(r.promoted_to, promoted);
+    db_rollout_clear(&r);
+    assert_int_equal(db_rollout_get(f->srv.db, promoted, &r), 0);
+    assert_int_equal(r.slot, EF_SLOT_PRODUCTION);
+    assert_int_equal(r.version, 2);
+    assert_string_equal(r.state, "running");
+    assert_int_equal(r.ring_count, 2);
+    assert_int_equal(r.rings[0].ring_id, f->canary);
+    assert_int_equal(r.rings[1].ring_id, f->early);
+    db_rollout_clear(&r);
+
+    /* The production assignment empties the shadow slot in the same seq. */
+    tick(f);
+    expect(f, promoted, "running", "running", "pending");
+    assert_int_equal(slot_version(f, "cam-1"), 2);
+    assert_int_equal(shadow_version(f, "cam-1"), 0);
+    assert_int_equal(shadow_version(f, "cam-3"), 2);
+    report(f, "cam-1", 2, "committed");
+    report(f, "cam-2", 2, "committed");
+    tick(f);
+    report(f, "cam-3", 2, "committed");
+    tick(f);
+    expect(f, promoted, "succeeded", "succeeded", "succeeded");
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(slot_version(f, devices[i]), 2);
+        assert_int_equal(shadow_version(f, devices[i]), 0);
+    }
+}
+
+/* Rolling back a shadow rollout empties the shadow slots it filled, and
+ * keeps production; a second shadow rollout of the model waits its turn. */
+static void test_shadow_rollback(void **state)
+{
+    struct fixture *f = *state;
+    int rc = 0;
+    int64_t id = create_shadow(f, false, NULL);
+    assert_int_equal(rollout_act(f->engine, id, ROLLOUT_START, NULL, 0), 0);
+    create_shadow(f, false, &rc);
+    assert_int_equal(rc, EF_EEXIST);
+    tick(f);
+    shadow_report(f, "cam-1", 2, "committed");
+    tick(f);
+    assert_int_equal(shadow_version(f, "cam-1"), 2);
+    assert_int_equal(rollout_act(f->engine, id, ROLLOUT_ROLLBACK, NULL, 0), 0);
+    expect(f, id, "rolled_back", "failed", "pending");
+    assert_int_equal(shadow_version(f, "cam-1"), 0);
+    assert_int_equal(shadow_version(f, "cam-2"), 0);
+    assert_int_equal(slot_version(f, "cam-1"), 1);
+    assert_int_equal(action(f, id, "cam-1"), DB_ACTION_ROLLED_BACK);
+}
+
+/* A device without a production model cannot run a shadow: it fails in the
+ * rollout, the others go on. */
+static void test_shadow_needs_production(void **state)
+{
+    struct fixture *f = *state;
+    char hash[EF_HEX256_SIZE];
+    struct db_device_change c = {.set_ring = true, .ring_id = f->canary};
+    ef_token_hash("bare", hash);
+    assert_int_equal(db_device_create(f->srv.db, "bare", hash, "default", NULL, NOW), 0);
+    assert_int_equal(db_device_update(f->srv.db, "bare", &c), 0);
+    int64_t id = create_shadow(f, false, NULL);
+    assert_int_equal(rollout_act(f->engine, id, ROLLOUT_START, NULL, 0), 0);
+    tick(f);
+    assert_int_equal(action(f, id, "bare"), DB_ACTION_FAILED);
+    assert_int_equal(shadow_version(f, "cam-1"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +695,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gate_breach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shadow_then_promote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shadow_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shadow_needs_production, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
-/* test_telemetry.c - the telemetry ingest: windows queued by submit are
- * written in batches by the writer thread, malformed ones and those that do
- * not fit the queue are counted, stop drains the queue, retention expires
- * old windows. */
+/* test_telemetry.c - the telemetry ingest: payloads queued by submit are
+ * parsed and written in batches by the writer thread together with their
+ * rollups, malformed ones and those that do not fit the queue (in windows or
+ * bytes) are counted, stop drains the queue, retention expires old windows. */
 #define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
 #include "server/telemetry.h"
 #include "server/db.h"
@@ -124,20 +124,28 @@ static void a_lone_window_waits_at_most_batch_ms(void **state)
     telemetry_stop(t);
 }
 
-static void malformed_windows_are_counted_not_queued(void **state)
+static void malformed_windows_are_counted_not_stored(void **state)
 {
     struct fixture *f = *state;
     struct telemetry *t = NULL;
     struct telemetry_config cfg;
+    static char big[TELEMETRY_MAX_BYTES + 1];
     telemetry_config_default(&cfg);
     assert_int_equal(telemetry_start(f->db, &cfg, &f->stats, &t), 0);
-    assert_int_equal(telemetry_submit(t, "dev-1", "{", 1, 0), EF_EPARSE);
-    assert_int_equal(telemetry_submit(t, "dev-1", "{\"x\":1}", 7, 0), EF_EINVAL);
+    /* Bad JSON is the writer's to find; a bad device id or size is refused
+     * at once, before a copy is made. */
+    assert_int_equal(telemetry_submit(t, "dev-1", "{", 1, 0), 0);
+    assert_int_equal(telemetry_submit(t, "dev-1", "{\"x\":1}", 7, 0), 0);
+    assert_int_equal(telemetry_submit(t, "dev-1", "", 0, 0), 0);
     assert_int_equal(submit(t, "../etc"), EF_EINVAL);
+    memset(big, ' ', sizeof(big));
+    assert_int_equal(telemetry_submit(t, "dev-1", big, sizeof(big), 0), EF_ETOOBIG);
+    assert_int_equal(submit(t, "dev-1"), 0); /* a good one among them is stored */
     telemetry_flush(t);
-    assert_int_equal(atomic_load(&f->stats.telemetry_malformed), 3);
-    assert_int_equal(atomic_load(&f->stats.telemetry_received), 0);
-    assert_int_equal(stored_rows(f->db), 0);
+    assert_int_equal(atomic_load(&f->stats.telemetry_malformed), 5);
+    assert_int_equal(atomic_load(&f->stats.telemetry_received), 4);
+    assert_int_equal(atomic_load(&f->stats.telemetry_stored), 1);
+    assert_int_equal(stored_rows(f->db), 1);
     telemetry_stop(t);
     assert_int_equal(telemetry_submit(NULL, "dev-1", window_json, strlen(window_json), 0),
                      EF_EUNSUPPORTED);
@@ -212,6 +220,154 @@ static void retention_expires_old_windows(void **state)
     telemetry_stop(t);
 }
 
+/* A window with every key of docs/monitoring.md; drift.max and confidence
+ * given, the rest fixed. */
+static int submit_full(struct telemetry *t, const char *device, double drift, double confidence,
+                       int64_t received_at)
+{
+    char doc[1024];
+    int n = snprintf(doc, sizeof(doc),
+                     "{\"window_start\":\"2026-11-22T10:00:00Z\",\"window_s\":60,"
+                     "\"model\":\"m@1\",\"inferences\":20,\"errors\":1,"
+                     "\"latency_ms\":{\"p50\":1,\"p95\":2,\"p99\":3,\"max\":4},"
+                     "\"feedback\":4,\"accuracy\":0.75,\"correct\":3,"
+                     "\"confusion\":[[2,1],[0,1]],"
+                     "\"drift\":{\"n\":20,\"features\":[%.17g,0],\"output\":[0.5],"
+                     "\"max\":%.17g,\"output_max\":0.5},\"confidence\":%.17g,"
+                     "\"shadow\":{\"model\":\"m@2\",\"inferences\":10,\"errors\":0,"
+                     "\"agreement\":0.5,\"feedback\":2,\"accuracy\":1},"
+                     "\"rss_bytes\":null,\"cpu_s\":0.1}",
+                     drift, drift, confidence);
+    return telemetry_submit(t, device, doc, (size_t)n, received_at);
+}
+
+static void full_windows_are_stored_with_their_rollups(void **state)
+{
+    struct fixture *f = *state;
+    struct telemetry *t = NULL;
+    struct telemetry_config cfg;
+    int64_t minute = ef_now_ms() / 60000 * 60000;
+    telemetry_config_default(&cfg);
+    assert_int_equal(telemetry_start(f->db, &cfg, &f->stats, &t), 0);
+    assert_int_equal(submit_full(t, "dev-1", 0.25, 0.5, minute + 10), 0);
+    assert_int_equal(submit_full(t, "dev-1", 0.5, 1.0, minute + 20), 0);
+    assert_int_equal(submit_full(t, "dev-1", 2.0, 0.25, minute + 60000), 0);
+    telemetry_flush(t);
+    assert_int_equal(atomic_load(&f->stats.telemetry_stored), 3);
+    assert_int_equal(stored_rows(f->db), 3);
+
+    struct db_rollup_filter rf = {"m", 1, "default", METRIC_DRIFT, 0, 0};
+    json_t *doc = NULL;
+    assert_int_equal(db_telemetry_rollups(f->db, &rf, &doc), 0);
+    json_t *points = json_object_get(json_array_get(json_object_get(doc, "series"), 0), "points");
+    assert_int_equal(json_array_size(points), 2);
+    assert_int_equal(json_integer_value(json_array_get(json_array_get(points, 0), 0)), minute);
+    assert_true(json_real_value(json_array_get(json_array_get(points, 0), 1)) == 0.375);
+    assert_int_equal(json_integer_value(json_array_get(json_array_get(points, 0), 2)), 2);
+    assert_true(json_real_value(json_array_get(json_array_get(points, 1), 1)) == 2.0);
+    json_decref(doc);
+    rf.metric = METRIC_CONFIDENCE;
+    assert_int_equal(db_telemetry_rollups(f->db, &rf, &doc), 0);
+    points = json_object_get(json_array_get(json_object_get(doc, "series"), 0), "points");
+    assert_true(json_real_value(json_array_get(json_array_get(points, 0), 1)) == 0.75);
+    json_decref(doc);
+    rf.metric = METRIC_SHADOW_AGREEMENT;
+    assert_int_equal(db_telemetry_rollups(f->db, &rf, &doc), 0);
+    points = json_object_get(json_array_get(json_object_get(doc, "series"), 0), "points");
+    assert_true(json_real_value(json_array_get(json_array_get(points, 0), 1)) == 0.5);
+    json_decref(doc);
+
+    /* The raw row keeps the arrays in detail. */
+    struct db_telemetry_filter all = {.limit = 1};
+    json_t *rows = NULL;
+    assert_int_equal(db_telemetry_query(f->db, &all, &rows), 0);
+    json_t *psi = json_object_get(json_object_get(json_array_get(rows, 0), "detail"), "psi");
+    assert_true(json_number_value(json_array_get(json_object_get(psi, "features"), 0)) == 2.0);
+    json_decref(rows);
+    telemetry_stop(t);
+}
+
+static void absurd_windows_are_counted_never_stored(void **state)
+{
+    struct fixture *f = *state;
+    struct telemetry *t = NULL;
+    struct telemetry_config cfg;
+    static const char *const bad[] = {
+        /* PSI 1e9 */
+        "{\"window_start\":\"2026-11-22T10:00:00Z\",\"window_s\":60,\"model\":\"m@1\","
+        "\"inferences\":20,\"errors\":0,\"drift\":{\"n\":20,\"features\":[1e9],\"output\":[],"
+        "\"max\":1e9,\"output_max\":null}}",
+        /* accuracy 2 */
+        "{\"window_start\":\"2026-11-22T10:00:00Z\",\"window_s\":60,\"model\":\"m@1\","
+        "\"inferences\":20,\"errors\":0,\"feedback\":4,\"accuracy\":2}",
+        /* a negative count */
+        "{\"window_start\":\"2026-11-22T10:00:00Z\",\"window_s\":60,\"model\":\"m@1\","
+        "\"inferences\":20,\"errors\":0,\"feedback\":4,\"correct\":-1}",
+        /* a confusion matrix that is not square */
+        "{\"window_start\":\"2026-11-22T10:00:00Z\",\"window_s\":60,\"model\":\"m@1\","
+        "\"inferences\":20,\"errors\":0,\"feedback\":4,\"confusion\":[[1,1,1],[1,0,0]]}",
+        /* shadow inferences above the window's */
+        "{\"window_start\":\"2026-11-22T10:00:00Z\",\"window_s\":60,\"model\":\"m@1\","
+        "\"inferences\":20,\"errors\":0,\"shadow\":{\"model\":\"m@2\",\"inferences\":21,"
+        "\"errors\":0,\"agreement\":1,\"feedback\":0,\"accuracy\":null}}",
+    };
+    telemetry_config_default(&cfg);
+    assert_int_equal(telemetry_start(f->db, &cfg, &f->stats, &t), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(telemetry_submit(t, "dev-1", bad[i], strlen(bad[i]), ef_now_ms()), 0);
+    telemetry_flush(t);
+    assert_int_equal(atomic_load(&f->stats.telemetry_malformed), 5);
+    assert_int_equal(atomic_load(&f->stats.telemetry_received), 5);
+    assert_int_equal(atomic_load(&f->stats.telemetry_batches), 0); /* no transaction for them */
+    assert_int_equal(stored_rows(f->db), 0);
+    struct db_rollup_filter rf = {"m", 0, NULL, METRIC_ERROR_RATE, 0, 0};
+    json_t *doc = NULL;
+    assert_int_equal(db_telemetry_rollups(f->db, &rf, &doc), 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 0);
+    json_decref(doc);
+    telemetry_stop(t);
+}
+
+static void the_queue_is_bounded_in_bytes(void **state)
+{
+    struct fixture *f = *state;
+    struct telemetry *t = NULL;
+    struct telemetry_config cfg;
+    static char doc[TELEMETRY_MAX_BYTES];
+    size_t n = (size_t)snprintf(doc, sizeof(doc),
+                                "{\"window_start\":\"2026-11-22T10:00:00Z\",\"window_s\":60,"
+                                "\"inferences\":20,\"errors\":0,\"drift\":{\"n\":20,"
+                                "\"output\":[],\"output_max\":null,\"max\":0,\"features\":[0");
+    while (n < 20000)
+        n += (size_t)snprintf(doc + n, sizeof(doc) - n, ",0");
+    n += (size_t)snprintf(doc + n, sizeof(doc) - n, "]}}");
+    telemetry_config_default(&cfg);
+    cfg.batch_max = 1;
+    cfg.queue_max_bytes = TELEMETRY_MAX_BYTES; /* three such payloads */
+    assert_int_equal(telemetry_start(f->db, &cfg, &f->stats, &t), 0);
+    /* Holding the database keeps the writer on its first batch. */
+    assert_int_equal(db_tx_begin(f->db), 0);
+    int accepted = 0, dropped = 0;
+    for (int i = 0; i < 20; i++) {
+        int rc = telemetry_submit(t, "dev-1", doc, n, ef_now_ms());
+        assert_true(rc == 0 || rc == EF_EBUSY);
+        accepted += rc == 0;
+        dropped += rc == EF_EBUSY;
+    }
+    assert_true(accepted >= 3 && accepted <= 4);
+    assert_true(dropped >= 16);
+    assert_int_equal(db_tx_end(f->db, 0), 0);
+    telemetry_flush(t);
+    assert_int_equal(stored_rows(f->db), accepted);
+    assert_int_equal(atomic_load(&f->stats.telemetry_dropped), dropped);
+    /* Under the bound windows without detail still fit many times over. */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(submit(t, "dev-1"), 0);
+    telemetry_stop(t);
+    cfg.queue_max_bytes = TELEMETRY_MAX_BYTES - 1;
+    assert_int_equal(telemetry_start(f->db, &cfg, NULL, &t), EF_EINVAL);
+}
+
 static void bad_configs_are_refused(void **state)
 {
     struct fixture *f = *state;
@@ -233,11 +389,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(windows_are_written_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(a_lone_window_waits_at_most_batch_ms, setup, teardown),
-        cmocka_unit_test_setup_teardown(malformed_windows_are_counted_not_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(malformed_windows_are_counted_not_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(a_full_queue_drops_instead_of_blocking, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_drains_the_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_expires_old_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_configs_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_windows_are_stored_with_their_rollups, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(absurd_windows_are_counted_never_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_queue_is_bounded_in_bytes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,6 +73,10 @@ export class Api {
   post(path, body) {
     return this.request('POST', path, body);
   }
+
+  del(path) {
+    return this.request('DELETE', path);
+  }
 }
 
 /**

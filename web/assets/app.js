@@ -1,5 +1,5 @@
 // app.js - the dashboard's shell: sign-in, the role probe, hash routing
-// (#/fleet, #/models, #/rollouts, #/telemetry, #/audit), the one-line error
+// (#/fleet, #/models, #/rollouts, #/monitoring, #/telemetry, #/audit), the one-line error
 // bar and the 2-second refresh of the page on screen.
 
 import {Api, ApiError, probeRole} from './api.js';
@@ -7,6 +7,7 @@ import {h} from './dom.js';
 import * as fleet from './pages/fleet.js';
 import * as models from './pages/models.js';
 import * as rollouts from './pages/rollouts.js';
+import * as monitoring from './pages/monitoring.js';
 import * as telemetry from './pages/telemetry.js';
 import * as audit from './pages/audit.js';
 
@@ -14,7 +15,7 @@ const REFRESH_MS = 2000;
 const TOKEN_KEY = 'edgefleet.token';
 
 // Each page: {id, title, adminOnly?, mount(ctx, params) -> {refresh(), unmount?()}}.
-const PAGES = [fleet, models, rollouts, telemetry, audit];
+const PAGES = [fleet, models, rollouts, monitoring, telemetry, audit];
 
 const ROLE_RANK = {viewer: 1, operator: 2, admin: 3};
 

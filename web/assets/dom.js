@@ -75,6 +75,12 @@ export function time(iso) {
   return h('time', {datetime: iso, title: iso}, text);
 }
 
+/** Unix ms -> "2026-01-02T03:04:05Z" (whole seconds, UTC), as the API's
+ * since/until take it. */
+export function rfc3339(ms) {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 /** "3 s ago", "5 min ago", ... for a timestamp, or an em dash. */
 export function ago(iso, now = Date.now()) {
   if (!iso) return '—';

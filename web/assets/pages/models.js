@@ -1,6 +1,7 @@
 // pages/models.js - the registry: every model (#/models), a model's versions
-// with their metrics, lineage and the devices running each (#/models/NAME),
-// and one version's manifest (#/models/NAME/VERSION).
+// with their metrics, lineage (parent, dataset, the alert and trigger that
+// led to it) and the devices and rings running each, in either slot
+// (#/models/NAME), and one version's manifest (#/models/NAME/VERSION).
 
 import {seg} from '../api.js';
 import {badge, bytes, facts, h, link, replaceLive, table, time} from '../dom.js';
@@ -25,21 +26,34 @@ export function mount(ctx, params, container) {
   return mountList(ctx, container);
 }
 
-/** Devices whose production slot holds name (and version, when given). */
+/**
+ * Where name (and version, when given) runs: [{device, slot, state}] for
+ * every device slot (production, shadow) that holds it.
+ */
 function runningOn(devices, name, version) {
-  return devices.filter((d) => {
-    const s = d.slots && d.slots.production;
-    return s && s.name === name && (version === undefined || s.version === version);
-  });
+  const out = [];
+  for (const d of devices) {
+    for (const [slot, s] of Object.entries(d.slots || {})) {
+      if (s && s.name === name && (version === undefined || s.version === version)) {
+        out.push({device: d, slot, state: s.state, reason: s.reason});
+      }
+    }
+  }
+  return out;
 }
 
-/** "2 devices: dev-1 (committed), dev-2 (active)" as links. */
-function deviceList(devices) {
-  if (!devices.length) return h('span', {class: 'muted'}, 'none');
+/** "2: dev-1 committed, dev-2 shadow active; rings default 2" as links. */
+function deviceList(running) {
+  if (!running.length) return h('span', {class: 'muted'}, 'none');
+  const rings = new Map();
+  for (const r of running) rings.set(r.device.ring, (rings.get(r.device.ring) || 0) + 1);
   return h('span', {class: 'device-list'},
-    `${devices.length}: `,
-    devices.map((d, i) => [i ? ', ' : '', link(`#/fleet/${seg(d.id)}`, d.id),
-      ' ', badge(d.slots.production.state, 'badge-small')]));
+    `${running.length}: `,
+    running.map((r, i) => [i ? ', ' : '', link(`#/fleet/${seg(r.device.id)}`, r.device.id),
+      r.slot === 'production' ? null : h('span', {class: 'muted'}, ` ${r.slot}`),
+      ' ', badge(r.state, 'badge-small')]),
+    h('span', {class: 'muted rings-of'}, ` · ring${rings.size === 1 ? '' : 's'} ` +
+      [...rings].map(([ring, n]) => `${ring} (${n})`).join(', ')));
 }
 
 /** A manifest's metrics, flattened one level: {"mse": 0.01, "accuracy": 0.95}. */
@@ -76,7 +90,8 @@ function lineageText(name, lineage) {
   } else {
     parts.push(h('span', {class: 'muted'}, 'first'));
   }
-  if (lineage.trigger) parts.push(`, trigger ${lineage.trigger}`);
+  if (lineage.alert_id) parts.push(', ', link(`#/monitoring/${seg(name)}`, `alert #${lineage.alert_id}`));
+  if (lineage.trigger) parts.push(`, trigger: ${lineage.trigger}`);
   if (lineage.dataset_id) parts.push(`, dataset ${lineage.dataset_id}`);
   return h('span', {}, parts);
 }
@@ -127,11 +142,20 @@ function mountModel(ctx, name, container) {
   };
 }
 
+/** The manifest as indented JSON, with arrays of numbers (histogram edges
+ * and counts, vectors) on one line each. */
+export function manifestText(mf) {
+  return JSON.stringify(mf, null, 2).replace(/\[\s*((?:-?[\d.eE+-]+,\s*)*-?[\d.eE+-]+)\s*\]/g,
+    (m, inner) => `[${inner.split(/,\s*/).join(', ')}]`);
+}
+
 function mountVersion(ctx, name, version, container) {
   const live = h('div', {id: 'version-detail'});
   container.append(h('div', {class: 'page-head'},
     h('h1', {}, h('span', {class: 'mono'}, `${name}@${version}`)),
     link(`#/models/${seg(name)}`, `← all versions of ${name}`)), live);
+  const manifestBox = h('div', {id: 'manifest-box'});
+  container.append(h('h2', {}, 'Manifest'), manifestBox);
   return {
     async refresh() {
       const [v, fleet] = await Promise.all([versionDetail(ctx.api, name, version),
@@ -150,16 +174,21 @@ function mountVersion(ctx, name, version, container) {
           ['Golden test vectors', String(mf.test_vectors.length)],
           ['Drift baseline', mf.baseline ? 'recorded' : 'none'],
           ['Lineage', lineageText(name, mf.lineage)],
+          ['Training dataset', mf.lineage && mf.lineage.dataset_id ? `#${mf.lineage.dataset_id}` : '—'],
           ['Created', time(v.created_at)],
         ]),
         h('h2', {}, 'Metrics'),
         table('Metrics', ['Metric', 'Value'],
           metricPairs(mf.metrics).map(([k, val]) => [k, metricText(val)]), {id: 'metrics'}),
         h('h2', {}, 'Where it runs'),
-        table('Devices running this version', ['Device', 'Ring', 'Deployment', 'Reason'],
-          running.map((d) => [link(`#/fleet/${seg(d.id)}`, d.id), d.ring,
-            badge(d.slots.production.state), d.slots.production.reason || '—']),
+        table('Devices running this version', ['Device', 'Ring', 'Slot', 'Deployment', 'Reason'],
+          running.map((r) => [link(`#/fleet/${seg(r.device.id)}`, r.device.id), r.device.ring, r.slot,
+            badge(r.state), r.reason || '—']),
           {id: 'running'})));
+      // Immutable: drawn once, so that an open <details> stays open.
+      replaceLive(manifestBox, 'once', () => h('details', {class: 'manifest', id: 'manifest'},
+        h('summary', {}, 'The signed manifest.json, as parsed'),
+        h('pre', {tabindex: '0', 'aria-label': 'manifest JSON'}, manifestText(mf))));
     },
   };
 }

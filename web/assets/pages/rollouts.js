@@ -1,6 +1,8 @@
 // pages/rollouts.js - staged rollouts: the list with a form to create one
-// (#/rollouts), and one rollout with its live progress ring by ring and the
-// operator's actions (#/rollouts/ID). A viewer sees no form and no action.
+// (#/rollouts), and one rollout with its live progress ring by ring, its
+// thresholds and gates, and the operator's actions (#/rollouts/ID), among
+// them *Promote* for a shadow rollout that succeeded. A viewer sees no form
+// and no action.
 
 import {seg} from '../api.js';
 import {badge, facts, h, link, percent, replaceLive, table, time} from '../dom.js';
@@ -18,12 +20,25 @@ const TRANSITIONS = {
   resume: ['paused'],
   abort: ['draft', 'running', 'paused'],
   rollback: ['running', 'paused', 'failed', 'succeeded'],
+  promote: ['succeeded'], // shadow rollouts only (allowedActions)
 };
 // Actions that undo work on devices ask first.
 const CONFIRM = {
   abort: 'Abort this rollout? Devices that have not committed the new version get their previous one back.',
   rollback: 'Roll this rollout back? Every device it reached gets its previous committed version again.',
+  promote: 'Promote this shadow version? A production rollout of it starts over the same rings and policy.',
 };
+
+/** The slot a rollout targets; rollouts before shadow support have none. */
+function slotOf(r) {
+  return r.slot || 'production';
+}
+
+/** The actions an operator may take on a rollout in its state. */
+export function allowedActions(r) {
+  return Object.keys(TRANSITIONS).filter((a) => TRANSITIONS[a].includes(r.state) &&
+    (a !== 'promote' || slotOf(r) === 'shadow'));
+}
 
 export function mount(ctx, params, container) {
   return params.length ? mountRollout(ctx, params[0], container) : mountList(ctx, container);
@@ -61,10 +76,11 @@ function mountList(ctx, container) {
     async refresh() {
       const doc = await ctx.api.get('/api/v1/rollouts');
       replaceLive(live, JSON.stringify(doc), () =>
-        table('Rollouts', ['Rollout', 'Version', 'State', 'Rings', 'Created', 'Started', 'Finished'],
+        table('Rollouts', ['Rollout', 'Version', 'Slot', 'State', 'Rings', 'Created', 'Started', 'Finished'],
           doc.rollouts.map((r) => [
             link(`#/rollouts/${r.id}`, `#${r.id}`, `rollout-${r.id}`),
             link(`#/models/${seg(r.model)}/${r.version}`, `${r.model}@${r.version}`),
+            slotOf(r),
             h('span', {title: r.reason || ''}, badge(r.state)),
             ringsSummary(r),
             time(r.created_at),
@@ -94,6 +110,9 @@ function createForm(ctx, close) {
     h('option', {value: 'pause'}, 'pause the rollout'),
     h('option', {value: 'rollback'}, 'roll the rings back'));
   const supersede = h('input', {id: 'ro-supersede', type: 'checkbox'});
+  const slot = h('select', {id: 'ro-slot'},
+    h('option', {value: 'production'}, 'production'),
+    h('option', {value: 'shadow'}, 'shadow'));
   const field = (label, input, help) => h('div', {class: 'field'},
     h('label', {for: input.id}, label), input, help ? h('small', {class: 'muted'}, help) : null);
 
@@ -102,6 +121,7 @@ function createForm(ctx, close) {
     h('div', {class: 'grid'},
       field('Model', model),
       field('Version', version),
+      field('Slot', slot, 'a shadow runs beside production and never answers; once it succeeds it can be promoted'),
       rings,
       field('Success share', success, 'a ring succeeds at committed/devices ≥ this'),
       field('Error share', error, 'a breach at failed/devices > this'),
@@ -162,6 +182,7 @@ function createForm(ctx, close) {
       },
     };
     if (supersede.checked) body.supersede = true;
+    if (slot.value !== 'production') body.slot = slot.value;
     const created = await ctx.act(() => ctx.api.post('/api/v1/rollouts', body));
     if (created) location.hash = `#/rollouts/${created.id}`;
   });
@@ -179,9 +200,9 @@ function mountRollout(ctx, rolloutId, container) {
 
   function drawActions(r) {
     if (!actions) return;
-    const allowed = Object.keys(TRANSITIONS).filter((a) => TRANSITIONS[a].includes(r.state));
+    const allowed = allowedActions(r);
     replaceLive(actions, allowed.join(','), () => h('div', {class: 'buttons'}, allowed.map((a) =>
-      h('button', {type: 'button', class: a === 'start' || a === 'resume' ? 'primary' : (a === 'abort' || a === 'rollback' ? 'danger' : ''),
+      h('button', {type: 'button', class: ['start', 'resume', 'promote'].includes(a) ? 'primary' : (a === 'abort' || a === 'rollback' ? 'danger' : ''),
         id: `rollout-${a}`, dataset: {action: a, focusKey: `action-${a}`},
         on: {click: () => run(a)}}, a[0].toUpperCase() + a.slice(1)))));
   }
@@ -189,7 +210,9 @@ function mountRollout(ctx, rolloutId, container) {
   async function run(action) {
     if (CONFIRM[action] && !window.confirm(CONFIRM[action])) return;
     const r = await ctx.act(() => ctx.api.post(`/api/v1/rollouts/${seg(rolloutId)}/${action}`));
-    if (r) draw(r);
+    // Promote answers the new production rollout: follow it.
+    if (r && String(r.id) !== String(rolloutId)) location.hash = `#/rollouts/${r.id}`;
+    else if (r) draw(r);
   }
 
   function draw(r) {
@@ -198,6 +221,7 @@ function mountRollout(ctx, rolloutId, container) {
     replaceLive(live, JSON.stringify(r), () => h('div', {},
       facts([
         ['Version', link(`#/models/${seg(r.model)}/${r.version}`, `${r.model}@${r.version}`)],
+        ['Slot', h('span', {id: 'rollout-slot'}, slotOf(r))],
         ['State', h('span', {id: 'rollout-state', dataset: {state: r.state}}, badge(r.state))],
         r.reason ? ['Reason', r.reason] : null,
         ['Created', time(r.created_at)],
@@ -206,7 +230,7 @@ function mountRollout(ctx, rolloutId, container) {
         ['Policy', policyText(r.policy)],
       ]),
       h('h2', {}, 'Rings'),
-      h('ol', {class: 'ring-list', id: 'rollout-rings'}, r.rings.map(ringCard))));
+      h('ol', {class: 'ring-list', id: 'rollout-rings'}, r.rings.map((ring) => ringCard(ring, r.policy)))));
   }
 
   return {
@@ -226,9 +250,10 @@ function policyText(p) {
   return parts.join(' · ');
 }
 
-function ringCard(ring) {
+function ringCard(ring, policy) {
   const done = ring.devices ? ring.counts.committed / ring.devices : (ring.state === 'succeeded' ? 1 : 0);
   const failed = ring.counts.failed + ring.counts.rolled_back;
+  const pending = Math.max(0, ring.devices - ring.counts.committed - failed);
   return h('li', {class: `card ring-card ring-${ring.state}`, dataset: {ring: ring.name, state: ring.state}},
     h('div', {class: 'ring-head'},
       h('h3', {}, `${ring.position}. ${ring.name}`), badge(ring.state)),
@@ -237,6 +262,14 @@ function ringCard(ring) {
       'aria-label': `${ring.name}: committed devices`}),
     h('p', {class: 'ring-progress'}, `${ring.counts.committed} of ${ring.devices} device${ring.devices === 1 ? '' : 's'} committed (${percent(done, 0)})` +
       (failed ? `, ${failed} failed` : '')),
+    h('p', {class: 'tally', dataset: {committed: ring.counts.committed, failed, pending}},
+      h('strong', {}, 'committed '), String(ring.counts.committed), ' · ',
+      h('strong', {}, 'failed '), String(failed), ' · ',
+      h('strong', {}, 'pending '), String(pending)),
+    policy ? h('p', {class: 'muted thresholds'},
+      `succeeds at ≥ ${percent(policy.success, 0)} committed; breach at > ${percent(policy.error, 0)} failed` +
+      ` (after ${policy.min_devices} finished)` +
+      (policy.gates || []).map((g) => `; gate ${g.metric} ≤ ${g.max}`).join('')) : null,
     h('p', {class: 'counts'}, ACTIONS.filter((a) => ring.counts[a]).map((a) =>
       h('span', {class: 'count'}, badge(a, 'badge-small'), ` ${ring.counts[a]}`))),
     h('p', {class: 'muted'}, 'started ', time(ring.started_at), ' · finished ', time(ring.finished_at)),

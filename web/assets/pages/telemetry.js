@@ -4,7 +4,7 @@
 // summed up per version in a table (the chart's numbers, readable without it).
 
 import {seg} from '../api.js';
-import {h, num, percent, replaceLive, table} from '../dom.js';
+import {h, num, percent, replaceLive, rfc3339, table} from '../dom.js';
 
 export const id = 'telemetry';
 export const title = 'Telemetry';
@@ -201,7 +201,7 @@ export function mount(ctx, params, container) {
       modelSel.value = wanted;
       const [, rangeS] = RANGES[Number(rangeSel.value)];
       const doc = await ctx.api.get(
-        `/api/v1/telemetry?model=${seg(wanted)}&since=${rangeS}&limit=5000`);
+        `/api/v1/telemetry?model=${seg(wanted)}&since=${rfc3339(Date.now() - rangeS * 1000)}&limit=5000`);
       const bucketS = bucketSeconds(doc.windows, rangeS);
       const agg = aggregate(doc.windows, bucketS);
       figure.dataset.windows = String(doc.windows.length);
