@@ -140,8 +140,12 @@ static void on_serving_changed(struct agent *a, enum ef_slot_kind slot, struct m
     /* A window speaks for one model: what the old one served until the swap
      * is published as its window, or the monitor would blame the new one. */
     const char *old = metrics_model(a->metrics);
-    if (old[0] && (!m || strcmp(old, m->id) != 0))
+    if (old[0] && (!m || strcmp(old, m->id) != 0)) {
         publish_window(a, old);
+        /* The new model's first window is a whole interval: a short one
+         * would report PSI from a handful of inputs, mostly noise. */
+        uv_timer_again(&a->metrics_timer);
+    }
     if (metrics_set_model(a->metrics, m ? m->manifest : NULL, m ? m->id : NULL) != 0)
         ef_warn("metrics_model_failed", "error=out_of_memory");
     collect_set_model(a->collect, m ? m->id : NULL, m ? m->manifest->input_size : 0,
