@@ -293,15 +293,23 @@ start_demo_devices() {
   ((n > 0)) || return 0
   [[ -n "$admin_token" ]] || { echo "quickstart: no admin token; no demo devices" >&2; return 0; }
   mkdir -p "$data_dir/devices"
-  if [[ ! -s "$data_dir/devices/thyroid.net" ]]; then
-    "$root/build/test-bin/ef-train-fixture" "$datasets/thyroid.train" \
-      "$data_dir/devices/thyroid.net" 8 100 1 >/dev/null || die "could not train the demo model"
-  fi
   if ! "${cli[@]}" model show thyroid >/dev/null 2>&1; then
-    printf '{"labels":["hyper","hypo","normal"],"description":"demo: thyroid (PROBEN1)"}\n' \
-      >"$data_dir/devices/thyroid.meta.json"
-    "${cli[@]}" model push thyroid "$data_dir/devices/thyroid.net" --data "$datasets/thyroid.test" \
+    # The product's own trainer: the manifest gets the drift baselines, golden
+    # vectors and holdout metrics that the monitoring page shows.
+    "$bin/edgefleet-train" --dataset "$datasets/thyroid.train" --out "$data_dir/devices/train-v1" \
+      --hidden 8 --epochs 100 --log-level warn >/dev/null || die "could not train the demo model"
+    "$python" - "$data_dir/devices/train-v1/meta.json" >"$data_dir/devices/thyroid.meta.json" <<'PY' ||
+import json, sys
+meta = json.load(open(sys.argv[1]))
+meta.update(labels=["hyper", "hypo", "normal"], description="demo: thyroid (PROBEN1)")
+print(json.dumps(meta))
+PY
+      die "could not write the demo model's meta"
+    "${cli[@]}" model push thyroid "$data_dir/devices/train-v1/model.net" \
       --meta "$data_dir/devices/thyroid.meta.json" >/dev/null || die "could not register the demo model"
+    # Watch it: drift across the demo ring raises an alert (and a retrain event).
+    "${cli[@]}" trigger create --model thyroid --metric drift --above 0.25 --window 300 \
+      --action retrain >/dev/null || echo "quickstart: could not create the demo trigger" >&2
   fi
   for ((i = 1; i <= n; i++)); do
     id=demo-$i
@@ -313,7 +321,7 @@ start_demo_devices() {
     fi
     "$bin/edgefleet-agent" --server "$server_url" --mqtt "mqtt://127.0.0.1:$mqtt_port" \
       --data-dir "$dir" --device-id "$id" ${token:+--enroll-token "$token"} --tag demo=yes \
-      --metrics-interval 10 >>"$data_dir/devices/$id.log" 2>&1 &
+      --metrics-interval 30 >>"$data_dir/devices/$id.log" 2>&1 &
     demo_pids+=($!)
   done
   # Assigning is idempotent: devices already on thyroid@latest stay as they are.
@@ -326,20 +334,32 @@ start_demo_devices() {
   demo_pids+=($!)
 }
 
-# feed_demo_devices N: one request per device every half second, cycling
-# through the thyroid test rows (inputs only), until the script stops.
+# feed_demo_devices N: EF_DEMO_RATE (default 5) requests a second to each
+# device over one connection to its inference socket, cycling through the
+# thyroid test rows (inputs only), until the script stops. With 30 s windows a
+# window holds ~150 inputs: enough for a PSI that is not mostly sampling noise.
 feed_demo_devices() {
-  local n=$1 row i
-  mapfile -t rows < <(awk 'NR > 1 && NR % 2 == 0' "$datasets/thyroid.test" | head -n 500)
-  while :; do
-    for row in "${rows[@]}"; do
-      for ((i = 1; i <= n; i++)); do
-        "$bin/edgefleet-agent" infer --data-dir "$data_dir/devices/demo-$i" \
-          "[$(echo "$row" | xargs | tr ' ' ',')]" >/dev/null 2>&1 || true
-      done
-      sleep 0.5
-    done
-  done
+  "$python" - "$1" "${EF_DEMO_RATE:-5}" "$data_dir/devices" "$datasets/thyroid.test" <<'PY'
+import json, socket, sys, time
+n, rate, devices, data = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+lines = open(data).read().split("\n")[1:]
+rows = [[float(v) for v in lines[i].split()] for i in range(0, len(lines) - 1, 2)][:500]
+conns = [None] * n
+i = 0
+while True:
+    for d in range(n):
+        try:
+            if conns[d] is None:
+                conns[d] = socket.socket(socket.AF_UNIX)
+                conns[d].connect(f"{devices}/demo-{d + 1}/infer.sock")
+                conns[d].settimeout(5)
+            conns[d].sendall((json.dumps({"input": rows[i % len(rows)]}) + "\n").encode())
+            conns[d].recv(65536)
+        except OSError:  # not serving yet, or restarted: try again next round
+            conns[d] = None
+    i += 1
+    time.sleep(1 / rate)
+PY
 }
 
 # build_release: installs the dashboard's npm packages and builds everything
