@@ -339,7 +339,8 @@ PY
 # thyroid test rows (inputs only), until the script stops. With 30 s windows a
 # window holds ~150 inputs: enough for a PSI that is not mostly sampling noise.
 feed_demo_devices() {
-  "$python" - "$1" "${EF_DEMO_RATE:-5}" "$data_dir/devices" "$datasets/thyroid.test" <<'PY'
+  # exec: the PID the script keeps (and stops) is the feeder's own.
+  exec "$python" - "$1" "${EF_DEMO_RATE:-5}" "$data_dir/devices" "$datasets/thyroid.test" <<'PY'
 import json, socket, sys, time
 n, rate, devices, data = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
 lines = open(data).read().split("\n")[1:]
