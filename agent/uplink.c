@@ -66,11 +66,17 @@ static void desired_answered(void *ctx, const struct http_result *res)
         ef_warn("desired_poll_failed", "status=%ld", res->status);
         return;
     }
+    int64_t held = deploy_last_seq(a->deploy);
     int rc = deploy_on_desired(a->deploy, res->body, res->body_len);
     /* Remember the ETag only of what was applied, so a refused document is
      * fetched again rather than skipped forever. */
     if (rc == 0)
         snprintf(a->desired_etag, sizeof(a->desired_etag), "%s", res->etag);
+    /* The seq we already hold (it came over MQTT, so our ETag was older):
+     * nothing moves, so nothing is reported; say where we stand, as after a
+     * 304, so that a report the broker dropped is made good at this poll. */
+    if (rc == 0 && held > 0 && deploy_last_seq(a->deploy) == held)
+        deploy_report_current(a->deploy);
 }
 
 void agent_poll_desired(struct agent *a)

@@ -3,34 +3,14 @@
  * paged with `before` (admin only).
  */
 #include "server/api.h"
+#include "server/api_params.h"
 #include "server/db.h"
 #include "server/server.h"
 #include "common/clock.h"
 #include "common/ef_error.h"
 
-#include <stdlib.h>
-
 #define AUDIT_LIMIT_DEFAULT 100
 #define AUDIT_LIMIT_MAX     1000
-
-/* Reads query argument key as an integer in min..max into *out, leaving
- * *out alone when the argument is absent. False when it is not such a
- * number. */
-static bool query_int(const struct request *req, const char *key, long long min, long long max,
-                      long long *out)
-{
-    const char *s = http_query(req, key);
-    char *end = NULL;
-    if (!s)
-        return true;
-    if (*s < '0' || *s > '9')
-        return false;
-    long long v = strtoll(s, &end, 10);
-    if (*end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
 
 enum MHD_Result api_audit_list(struct request *req)
 {
@@ -38,10 +18,10 @@ enum MHD_Result api_audit_list(struct request *req)
     json_t *entries = NULL, *doc = NULL, *entry;
     size_t i;
     int rc;
-    if (!query_int(req, "limit", 1, AUDIT_LIMIT_MAX, &limit))
+    if (!api_query_int(req, "limit", 1, AUDIT_LIMIT_MAX, &limit))
         return http_reply_error(req, 400, "bad_request", "limit must be an integer in 1..%d",
                                 AUDIT_LIMIT_MAX);
-    if (!query_int(req, "before", 1, INT64_MAX, &before))
+    if (!api_query_int(req, "before", 1, INT64_MAX, &before))
         return http_reply_error(req, 400, "bad_request", "before must be a positive entry id");
     if ((rc = db_audit_list(req->srv->db, before, (int)limit, &entries)) != 0)
         return http_reply_ef_error(req, rc, "could not read the audit log");

@@ -135,16 +135,28 @@ enum MHD_Result api_collection_list(struct request *req)
     return http_reply_json(req, 200, policies);
 }
 
-/* Answers 403 when a device token asks about another device, 404 for an id
- * that cannot be a device; returns true when it replied. */
-static bool device_refused(struct request *req, const char *id, enum MHD_Result *r)
+/* Reads device id's collection policy into *p. Answers 403 when a device
+ * token asks about another device, 404 for an id that cannot be a device
+ * or is none, the error otherwise; returns true when it replied (*r). */
+static bool device_policy_refused(struct request *req, const char *id, struct db_device_policy *p,
+                                  enum MHD_Result *r)
 {
+    int rc;
     if (req->who.kind == PRINCIPAL_DEVICE && strcmp(req->who.device_id, id) != 0) {
         *r = http_reply_error(req, 403, "forbidden", "a device may use only its own collection");
         return true;
     }
     if (!ef_device_id_valid(id)) {
         *r = http_reply_error(req, 404, "not_found", "no such device");
+        return true;
+    }
+    rc = db_collection_for_device(req->srv->db, id, p);
+    if (rc == EF_ENOENT) {
+        *r = http_reply_error(req, 404, "not_found", "no device %s", id);
+        return true;
+    }
+    if (rc != 0) {
+        *r = http_reply_ef_error(req, rc, "could not read the collection policy");
         return true;
     }
     return false;
@@ -156,14 +168,8 @@ enum MHD_Result api_device_collection(struct request *req)
     struct db_device_policy p;
     json_t *doc;
     enum MHD_Result r;
-    int rc;
-    if (device_refused(req, id, &r))
+    if (device_policy_refused(req, id, &p, &r))
         return r;
-    rc = db_collection_for_device(req->srv->db, id, &p);
-    if (rc == EF_ENOENT)
-        return http_reply_error(req, 404, "not_found", "no device %s", id);
-    if (rc != 0)
-        return http_reply_ef_error(req, rc, "could not read the collection policy");
     doc = json_pack(
         "{s:o, s:o, s:b, s:o, s:o, s:o, s:i}", "model",
         p.has_model ? json_string(p.model) : json_null(), "version",
@@ -205,13 +211,8 @@ enum MHD_Result api_device_samples(struct request *req)
     char msg[200];
     enum MHD_Result r;
     int rc;
-    if (device_refused(req, id, &r))
+    if (device_policy_refused(req, id, &p, &r))
         return r;
-    rc = db_collection_for_device(req->srv->db, id, &p);
-    if (rc == EF_ENOENT)
-        return http_reply_error(req, 404, "not_found", "no device %s", id);
-    if (rc != 0)
-        return http_reply_ef_error(req, rc, "could not read the collection policy");
     if ((rc = samples_parse(req->body ? req->body : "", req->body_len, &b, &bad_index, msg,
                             sizeof(msg))) != 0) {
         ef_warn("samples_refused", "device=%s error=%s reason=\"%s\"", id, ef_errname(rc), msg);

@@ -5,6 +5,7 @@
  * actions"). The monitor (monitor.h) does the evaluating.
  */
 #include "server/api.h"
+#include "server/api_params.h"
 #include "server/db_fleet.h"
 #include "server/db_monitor.h"
 #include "server/db_registry.h"
@@ -26,7 +27,6 @@
 #define COOLDOWN_S_MAX   (366LL * 24 * 3600) /* a year */
 #define ALERTS_LIMIT_DEF 100
 #define METRIC_LIST_SIZE 256
-#define UNIX_MS_DIGITS   13 /* a number this long is Unix ms, shorter seconds ago */
 
 /* The metric names, comma-separated, for error messages. */
 static void metric_list(char *buf, size_t size)
@@ -227,27 +227,11 @@ enum MHD_Result api_trigger_delete(struct request *req)
     return http_reply_empty(req, 204, NULL);
 }
 
-/* Reads `since` as the telemetry API does (docs/monitoring.md): Unix ms
- * (13 digits or more), a whole number of seconds before now (at most 12
- * digits), or an RFC 3339 UTC time. False when it is none of them. */
-static bool since_value(const char *s, int64_t now, int64_t *out)
-{
-    char *end = NULL;
-    size_t n = strlen(s);
-    if (s[0] >= '0' && s[0] <= '9' && n <= 15) {
-        long long v = strtoll(s, &end, 10);
-        if (*end == '\0') {
-            *out = n >= UNIX_MS_DIGITS ? v : now - v * 1000;
-            return true;
-        }
-    }
-    return ef_time_parse(s, out) == 0;
-}
-
 enum MHD_Result api_alerts_list(struct request *req)
 {
-    const char *limit = http_query(req, "limit"), *since = http_query(req, "since");
-    struct db_alert_filter f = {.limit = ALERTS_LIMIT_DEF};
+    const char *since = http_query(req, "since");
+    struct db_alert_filter f = {0};
+    long long limit = ALERTS_LIMIT_DEF;
     json_t *rows = NULL, *doc;
     int rc;
     f.model = http_query(req, "model");
@@ -256,18 +240,14 @@ enum MHD_Result api_alerts_list(struct request *req)
         return http_reply_error(req, 400, "bad_request", "model must be a model name");
     if (f.state && strcmp(f.state, "firing") != 0 && strcmp(f.state, "resolved") != 0)
         return http_reply_error(req, 400, "bad_request", "state must be firing or resolved");
-    if (since && !since_value(since, ef_now_ms(), &f.since))
+    if (since && !api_time_value(since, ef_now_ms(), &f.since))
         return http_reply_error(req, 400, "bad_request",
                                 "since must be an RFC 3339 UTC time, Unix ms or a number of "
                                 "seconds ago");
-    if (limit) {
-        char *end = NULL;
-        long long n = limit[0] >= '0' && limit[0] <= '9' ? strtoll(limit, &end, 10) : 0;
-        if (!end || *end || n < 1 || n > DB_ALERTS_LIMIT_MAX)
-            return http_reply_error(req, 400, "bad_request", "limit must be an integer in 1..%d",
-                                    DB_ALERTS_LIMIT_MAX);
-        f.limit = (int)n;
-    }
+    if (!api_query_int(req, "limit", 1, DB_ALERTS_LIMIT_MAX, &limit))
+        return http_reply_error(req, 400, "bad_request", "limit must be an integer in 1..%d",
+                                DB_ALERTS_LIMIT_MAX);
+    f.limit = (int)limit;
     if ((rc = db_alerts_list(req->srv->db, &f, &rows)) != 0)
         return http_reply_ef_error(req, rc, "could not list alerts");
     if (!(doc = json_pack("{s:o}", "alerts", rows)))

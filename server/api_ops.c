@@ -96,6 +96,23 @@ enum MHD_Result api_metrics(struct request *req)
            atomic_load(&st->telemetry_expired));
     metric(&buf, &len, &cap, "edgefleet_telemetry_queue_depth", "gauge",
            "Telemetry windows waiting for the writer.", atomic_load(&st->telemetry_queue_depth));
+    metric(&buf, &len, &cap, "edgefleet_reports_received_total", "counter",
+           "Device reports (reported and status messages) queued for the writer.",
+           atomic_load(&st->report_received));
+    metric(&buf, &len, &cap, "edgefleet_reports_malformed_total", "counter",
+           "Device reports refused by the parser.", atomic_load(&st->report_malformed));
+    metric(&buf, &len, &cap, "edgefleet_reports_dropped_total", "counter",
+           "Device reports dropped because the queue was full.", atomic_load(&st->report_dropped));
+    metric(&buf, &len, &cap, "edgefleet_reports_stored_total", "counter",
+           "Device reports applied to the database.", atomic_load(&st->report_stored));
+    metric(&buf, &len, &cap, "edgefleet_reports_ignored_total", "counter",
+           "Device reports of devices that are not enrolled.", atomic_load(&st->report_ignored));
+    metric(&buf, &len, &cap, "edgefleet_reports_failed_total", "counter",
+           "Device reports lost to database errors.", atomic_load(&st->report_failed));
+    metric(&buf, &len, &cap, "edgefleet_report_batches_total", "counter",
+           "Device report transactions committed.", atomic_load(&st->report_batches));
+    metric(&buf, &len, &cap, "edgefleet_report_queue_depth", "gauge",
+           "Device reports waiting for the writer.", atomic_load(&st->report_queue_depth));
     if (db_counts(srv->db, &counts) == 0) {
         static const struct {
             const char *key, *name, *help;

@@ -5,6 +5,7 @@
  * metric per minute per model version x ring (viewer; docs/monitoring.md).
  */
 #include "server/api.h"
+#include "server/api_params.h"
 #include "server/db_telemetry.h"
 #include "server/metric.h"
 #include "server/server.h"
@@ -17,33 +18,6 @@
 #include <string.h>
 
 #define TELEMETRY_LIMIT_DEFAULT 500
-#define TELEMETRY_SINCE_MAX_S   (100LL * 366 * 24 * 3600) /* "seconds ago" at most a century */
-
-#define TELEMETRY_UNIX_MS_DIGITS 13 /* a number this long is Unix ms, shorter seconds ago */
-
-/* Reads a time (`since`, `until`): an RFC 3339 UTC time, Unix ms (13 digits
- * or more), or a whole number of seconds before now (at most 12 digits).
- * False when it is none of them. */
-static bool since_value(const char *s, int64_t now, int64_t *out)
-{
-    char *end = NULL;
-    size_t n = strlen(s);
-    if (s[0] >= '0' && s[0] <= '9' && n <= 12) {
-        long long secs = strtoll(s, &end, 10);
-        if (*end == '\0' && secs <= TELEMETRY_SINCE_MAX_S) {
-            *out = now - secs * 1000;
-            return true;
-        }
-    } else if (s[0] >= '1' && s[0] <= '9' && n >= TELEMETRY_UNIX_MS_DIGITS && n <= 15) {
-        long long ms = strtoll(s, &end, 10);
-        if (*end == '\0') {
-            *out = ms;
-            return true;
-        }
-    }
-    return ef_time_parse(s, out) == 0;
-}
-
 /* Reads `model` (NAME or NAME@VERSION) into name and *version (0 without
  * one). False when it is neither. */
 static bool model_value(const char *model, char name[TELEMETRY_MODEL_SIZE], int64_t *version)
@@ -72,10 +46,11 @@ static void metric_names(char *buf, size_t size, bool rolled_up_only)
 
 enum MHD_Result api_telemetry_list(struct request *req)
 {
-    const char *model = http_query(req, "model"), *limit = http_query(req, "limit");
-    const char *since = http_query(req, "since"), *metric = http_query(req, "metric");
+    const char *model = http_query(req, "model"), *since = http_query(req, "since");
+    const char *metric = http_query(req, "metric");
     char name[TELEMETRY_MODEL_SIZE], names[200];
-    struct db_telemetry_filter f = {.limit = TELEMETRY_LIMIT_DEFAULT};
+    struct db_telemetry_filter f = {0};
+    long long limit = TELEMETRY_LIMIT_DEFAULT;
     enum metric m;
     json_t *windows = NULL, *doc;
     int rc;
@@ -97,18 +72,14 @@ enum MHD_Result api_telemetry_list(struct request *req)
     f.device = http_query(req, "device");
     if (f.device && !ef_device_id_valid(f.device))
         return http_reply_error(req, 400, "bad_request", "device must be a device id");
-    if (since && !since_value(since, ef_now_ms(), &f.since))
+    if (since && !api_time_value(since, ef_now_ms(), &f.since))
         return http_reply_error(req, 400, "bad_request",
                                 "since must be an RFC 3339 UTC time, Unix ms or a number of "
                                 "seconds ago");
-    if (limit) {
-        char *end = NULL;
-        long long n = limit[0] >= '0' && limit[0] <= '9' ? strtoll(limit, &end, 10) : 0;
-        if (!end || *end || n < 1 || n > DB_TELEMETRY_LIMIT_MAX)
-            return http_reply_error(req, 400, "bad_request", "limit must be an integer in 1..%d",
-                                    DB_TELEMETRY_LIMIT_MAX);
-        f.limit = (int)n;
-    }
+    if (!api_query_int(req, "limit", 1, DB_TELEMETRY_LIMIT_MAX, &limit))
+        return http_reply_error(req, 400, "bad_request", "limit must be an integer in 1..%d",
+                                DB_TELEMETRY_LIMIT_MAX);
+    f.limit = (int)limit;
     if ((rc = db_telemetry_query(req->srv->db, &f, &windows)) != 0)
         return http_reply_ef_error(req, rc, "could not read telemetry");
     if (!(doc = json_pack("{s:o}", "windows", windows)))
@@ -145,8 +116,8 @@ enum MHD_Result api_telemetry_rollups(struct request *req)
     f.ring = http_query(req, "ring");
     if (f.ring && !ef_name_valid(f.ring))
         return http_reply_error(req, 400, "bad_request", "ring must be a ring name");
-    if ((since && !since_value(since, now, &f.since)) ||
-        (until && !since_value(until, now, &f.until)))
+    if ((since && !api_time_value(since, now, &f.since)) ||
+        (until && !api_time_value(until, now, &f.until)))
         return http_reply_error(req, 400, "bad_request",
                                 "since and until must be RFC 3339 UTC times, Unix ms or numbers of "
                                 "seconds ago");

@@ -172,16 +172,17 @@ static void publish(struct server *srv, const char *device_id, int64_t seq, cons
         ef_warn("assign_publish_failed", "device=%s error=%s", device_id, ef_errname(rc));
 }
 
-int assign_version(struct server *srv, const char *device_id, enum ef_slot_kind slot,
-                   const struct db_version *v, const char *rollout_id, int64_t *seq)
+/* issue() in a transaction of its own, then the new envelope published
+ * (when something changed). *seq (may be NULL) receives the device's seq
+ * afterwards. Errors as assign_version. */
+static int issue_one(struct server *srv, const char *device_id, enum ef_slot_kind slot,
+                     const struct db_version *v, const char *class, const char *rollout_id,
+                     int64_t *seq)
 {
-    char class[DB_CLASS_SIZE];
     char *envelope = NULL;
     int64_t new_seq = 0;
-    int rc = manifest_class(v, class);
+    int rc = db_tx_begin(srv->db);
     if (rc != 0)
-        goto out;
-    if ((rc = db_tx_begin(srv->db)) != 0)
         goto out;
     rc = issue(srv, device_id, slot, v, class, rollout_id, ef_now_ms(), &new_seq, &envelope);
     if ((rc = db_tx_end(srv->db, rc)) != 0)
@@ -195,23 +196,19 @@ out:
     return rc;
 }
 
+int assign_version(struct server *srv, const char *device_id, enum ef_slot_kind slot,
+                   const struct db_version *v, const char *rollout_id, int64_t *seq)
+{
+    char class[DB_CLASS_SIZE];
+    int rc = manifest_class(v, class);
+    if (rc != 0)
+        return rc;
+    return issue_one(srv, device_id, slot, v, class, rollout_id, seq);
+}
+
 int assign_shadow_clear(struct server *srv, const char *device_id, int64_t *seq)
 {
-    char *envelope = NULL;
-    int64_t new_seq = 0;
-    int rc = db_tx_begin(srv->db);
-    if (rc != 0)
-        goto out;
-    rc = issue(srv, device_id, EF_SLOT_SHADOW, NULL, "", NULL, ef_now_ms(), &new_seq, &envelope);
-    if ((rc = db_tx_end(srv->db, rc)) != 0)
-        goto out;
-    if (envelope)
-        publish(srv, device_id, new_seq, envelope);
-    if (seq)
-        *seq = new_seq;
-out:
-    free(envelope);
-    return rc;
+    return issue_one(srv, device_id, EF_SLOT_SHADOW, NULL, "", NULL, seq);
 }
 
 int assign_ring(struct server *srv, const char *ring, enum ef_slot_kind slot,

@@ -456,15 +456,26 @@ int db_device_desired_load(struct db *db, const char *device_id, struct db_desir
     return rc;
 }
 
-int db_device_desired_store(struct db *db, const char *device_id, int64_t seq, const char *envelope,
-                            enum ef_slot_kind slot, int64_t version_id, const char *rollout_id,
-                            int64_t now)
+int db_device_desired_put(struct db *db, const char *device_id, int64_t seq, const char *envelope)
 {
     static const char sql_device[] =
         "UPDATE devices SET desired_seq = ?2, desired = ?3"
         " WHERE id = ?1 AND decommissioned_at IS NULL AND desired_seq < ?2";
     static const char sql_exists[] =
         "SELECT 1 FROM devices WHERE id = ?1 AND decommissioned_at IS NULL";
+    int rc = db_exec_one(db, sql_device, "sis", device_id, seq, envelope);
+    if (rc == EF_ENOENT) {
+        /* Gone, or a seq that would go backwards. */
+        rc = db_select_int(db, sql_exists, NULL, "s", device_id);
+        rc = rc == 0 ? EF_ESTALE : rc;
+    }
+    return rc;
+}
+
+int db_device_desired_store(struct db *db, const char *device_id, int64_t seq, const char *envelope,
+                            enum ef_slot_kind slot, int64_t version_id, const char *rollout_id,
+                            int64_t now)
+{
     static const char sql_slot[] =
         "INSERT INTO device_slots (device_id, slot, version_id, state, reason, updated_at,"
         " rollout_id) VALUES (?1, ?2, ?3, 'pending', NULL, ?4, ?5)"
@@ -474,11 +485,7 @@ int db_device_desired_store(struct db *db, const char *device_id, int64_t seq, c
     int rc = db_tx_begin(db);
     if (rc != 0)
         return rc;
-    if ((rc = db_exec_one(db, sql_device, "sis", device_id, seq, envelope)) == EF_ENOENT) {
-        /* Gone, or a seq that would go backwards. */
-        rc = db_select_int(db, sql_exists, NULL, "s", device_id);
-        rc = rc == 0 ? EF_ESTALE : rc;
-    }
+    rc = db_device_desired_put(db, device_id, seq, envelope);
     if (rc == 0)
         rc = db_exec(db, sql_slot, "ssiis", device_id, ef_slot_name(slot), version_id, now,
                      rollout_id && *rollout_id ? rollout_id : NULL);

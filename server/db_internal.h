@@ -106,4 +106,9 @@ int db_exec_one(struct db *db, const char *sql, const char *binds, ...);
  * new row's id. */
 int db_insert(struct db *db, const char *sql, int64_t *id, const char *binds, ...);
 
+/* Inside the caller's transaction: stores envelope as device_id's desired
+ * state with seq (db_fleet.c). EF_ESTALE when seq is not above the stored
+ * one, EF_ENOENT when there is no active such device, EF_EDB. */
+int db_device_desired_put(struct db *db, const char *device_id, int64_t seq, const char *envelope);
+
 #endif

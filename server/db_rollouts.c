@@ -183,22 +183,13 @@ int db_rollout_set_promoted(struct db *db, int64_t id, int64_t promoted_to)
 
 int db_rollout_shadow_clear(struct db *db, const char *device_id, int64_t seq, const char *envelope)
 {
-    static const char sql_device[] =
-        "UPDATE devices SET desired_seq = ?2, desired = ?3"
-        " WHERE id = ?1 AND decommissioned_at IS NULL AND desired_seq < ?2";
-    static const char sql_exists[] =
-        "SELECT 1 FROM devices WHERE id = ?1 AND decommissioned_at IS NULL";
     static const char sql_slot[] =
         "DELETE FROM device_slots WHERE device_id = ?1 AND slot = 'shadow'";
     int rc = db_tx_begin(db);
     if (rc != 0)
         return rc;
-    if (envelope &&
-        (rc = db_exec_one(db, sql_device, "sis", device_id, seq, envelope)) == EF_ENOENT) {
-        /* Gone, or a seq that would go backwards. */
-        rc = db_select_int(db, sql_exists, NULL, "s", device_id);
-        rc = rc == 0 ? EF_ESTALE : rc;
-    }
+    if (envelope)
+        rc = db_device_desired_put(db, device_id, seq, envelope);
     if (rc == 0)
         rc = db_exec(db, sql_slot, "s", device_id);
     return db_tx_end(db, rc);

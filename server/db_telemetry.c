@@ -12,10 +12,61 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Adds window w of a stored row (model, version, ring) received at
- * received_at to its rollup minute. */
-static int rollup_add(struct db *db, const struct telemetry_window *w, int64_t ring_id,
-                      int64_t received_at)
+/* The rollup key of a stored window: model version x ring x minute. */
+struct rollup_key {
+    const char *model; /* borrowed from the window */
+    int64_t version;
+    int64_t ring_id;
+    int64_t minute; /* Unix ms, a multiple of DB_TELEMETRY_MINUTE_MS */
+};
+
+/* Reads the rollup row of key k into *m (zeros when there is none yet). */
+static int rollup_read(struct db *db, const struct rollup_key *k, struct metric_sums *m)
+{
+    static const char sql[] =
+        "SELECT windows, inferences, errors, feedback, correct, p99_sum, p99_max,"
+        " latency_windows, drift_sum, drift_max, drift_windows, confidence_sum,"
+        " confidence_windows, shadow_inferences, shadow_agreed, shadow_feedback, shadow_correct"
+        " FROM telemetry_rollups WHERE model = ?1 AND version = ?2 AND ring_id = ?3"
+        " AND minute = ?4";
+    int rc = EF_EDB;
+    sqlite3_stmt *st = db_stmt(db, sql);
+    memset(m, 0, sizeof(*m));
+    if (!st)
+        return rc;
+    sqlite3_bind_text(st, 1, k->model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, k->version);
+    sqlite3_bind_int64(st, 3, k->ring_id);
+    sqlite3_bind_int64(st, 4, k->minute);
+    rc = db_step_row(db, st);
+    if (rc == 0) {
+        m->windows = sqlite3_column_int64(st, 0);
+        m->inferences = sqlite3_column_int64(st, 1);
+        m->errors = sqlite3_column_int64(st, 2);
+        m->feedback = sqlite3_column_int64(st, 3);
+        m->correct = sqlite3_column_int64(st, 4);
+        m->p99_sum = sqlite3_column_double(st, 5);
+        m->p99_max = sqlite3_column_double(st, 6); /* 0 for NULL, as metric_sums wants */
+        m->latency_windows = sqlite3_column_int64(st, 7);
+        m->drift_sum = sqlite3_column_double(st, 8);
+        m->drift_max = sqlite3_column_double(st, 9);
+        m->drift_windows = sqlite3_column_int64(st, 10);
+        m->confidence_sum = sqlite3_column_double(st, 11);
+        m->confidence_windows = sqlite3_column_int64(st, 12);
+        m->shadow_inferences = sqlite3_column_int64(st, 13);
+        m->shadow_agreed = sqlite3_column_double(st, 14);
+        m->shadow_feedback = sqlite3_column_int64(st, 15);
+        m->shadow_correct = sqlite3_column_double(st, 16);
+    } else if (rc == EF_ENOENT) {
+        rc = 0;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Writes *m as the whole rollup row of key k. */
+static int rollup_write(struct db *db, const struct rollup_key *k, const struct metric_sums *m)
 {
     static const char sql[] =
         "INSERT INTO telemetry_rollups (model, version, ring_id, minute, windows, inferences,"
@@ -25,88 +76,133 @@ static int rollup_add(struct db *db, const struct telemetry_window *w, int64_t r
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
         " ?18, ?19, ?20, ?21)"
         " ON CONFLICT (model, version, ring_id, minute) DO UPDATE SET"
-        " windows = windows + excluded.windows, inferences = inferences + excluded.inferences,"
-        " errors = errors + excluded.errors, feedback = feedback + excluded.feedback,"
-        " correct = correct + excluded.correct, p99_sum = p99_sum + excluded.p99_sum,"
-        " p99_max = COALESCE(max(p99_max, excluded.p99_max), p99_max, excluded.p99_max),"
-        " latency_windows = latency_windows + excluded.latency_windows,"
-        " drift_sum = drift_sum + excluded.drift_sum,"
-        " drift_max = COALESCE(max(drift_max, excluded.drift_max), drift_max, excluded.drift_max),"
-        " drift_windows = drift_windows + excluded.drift_windows,"
-        " confidence_sum = confidence_sum + excluded.confidence_sum,"
-        " confidence_windows = confidence_windows + excluded.confidence_windows,"
-        " shadow_inferences = shadow_inferences + excluded.shadow_inferences,"
-        " shadow_agreed = shadow_agreed + excluded.shadow_agreed,"
-        " shadow_feedback = shadow_feedback + excluded.shadow_feedback,"
-        " shadow_correct = shadow_correct + excluded.shadow_correct";
-    struct metric_sums m;
+        " windows = excluded.windows, inferences = excluded.inferences,"
+        " errors = excluded.errors, feedback = excluded.feedback, correct = excluded.correct,"
+        " p99_sum = excluded.p99_sum, p99_max = excluded.p99_max,"
+        " latency_windows = excluded.latency_windows, drift_sum = excluded.drift_sum,"
+        " drift_max = excluded.drift_max, drift_windows = excluded.drift_windows,"
+        " confidence_sum = excluded.confidence_sum,"
+        " confidence_windows = excluded.confidence_windows,"
+        " shadow_inferences = excluded.shadow_inferences,"
+        " shadow_agreed = excluded.shadow_agreed, shadow_feedback = excluded.shadow_feedback,"
+        " shadow_correct = excluded.shadow_correct";
     int rc = EF_EDB;
     sqlite3_stmt *st = db_stmt(db, sql);
     if (!st)
         return rc;
-    memset(&m, 0, sizeof(m));
-    metric_sums_add_window(&m, w);
-    sqlite3_bind_text(st, 1, w->model, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, w->version);
-    sqlite3_bind_int64(st, 3, ring_id);
-    sqlite3_bind_int64(st, 4, received_at - received_at % DB_TELEMETRY_MINUTE_MS);
-    sqlite3_bind_int64(st, 5, m.windows);
-    sqlite3_bind_int64(st, 6, m.inferences);
-    sqlite3_bind_int64(st, 7, m.errors);
-    sqlite3_bind_int64(st, 8, m.feedback);
-    sqlite3_bind_int64(st, 9, m.correct);
-    sqlite3_bind_double(st, 10, m.p99_sum);
-    if (m.latency_windows > 0)
-        sqlite3_bind_double(st, 11, m.p99_max);
-    sqlite3_bind_int64(st, 12, m.latency_windows);
-    sqlite3_bind_double(st, 13, m.drift_sum);
-    if (m.drift_windows > 0)
-        sqlite3_bind_double(st, 14, m.drift_max);
-    sqlite3_bind_int64(st, 15, m.drift_windows);
-    sqlite3_bind_double(st, 16, m.confidence_sum);
-    sqlite3_bind_int64(st, 17, m.confidence_windows);
-    sqlite3_bind_int64(st, 18, m.shadow_inferences);
-    sqlite3_bind_double(st, 19, m.shadow_agreed);
-    sqlite3_bind_int64(st, 20, m.shadow_feedback);
-    sqlite3_bind_double(st, 21, m.shadow_correct);
+    sqlite3_bind_text(st, 1, k->model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, k->version);
+    sqlite3_bind_int64(st, 3, k->ring_id);
+    sqlite3_bind_int64(st, 4, k->minute);
+    sqlite3_bind_int64(st, 5, m->windows);
+    sqlite3_bind_int64(st, 6, m->inferences);
+    sqlite3_bind_int64(st, 7, m->errors);
+    sqlite3_bind_int64(st, 8, m->feedback);
+    sqlite3_bind_int64(st, 9, m->correct);
+    sqlite3_bind_double(st, 10, m->p99_sum);
+    if (m->latency_windows > 0)
+        sqlite3_bind_double(st, 11, m->p99_max);
+    sqlite3_bind_int64(st, 12, m->latency_windows);
+    sqlite3_bind_double(st, 13, m->drift_sum);
+    if (m->drift_windows > 0)
+        sqlite3_bind_double(st, 14, m->drift_max);
+    sqlite3_bind_int64(st, 15, m->drift_windows);
+    sqlite3_bind_double(st, 16, m->confidence_sum);
+    sqlite3_bind_int64(st, 17, m->confidence_windows);
+    sqlite3_bind_int64(st, 18, m->shadow_inferences);
+    sqlite3_bind_double(st, 19, m->shadow_agreed);
+    sqlite3_bind_int64(st, 20, m->shadow_feedback);
+    sqlite3_bind_double(st, 21, m->shadow_correct);
     rc = db_exec_stmt(db, st);
     sqlite3_clear_bindings(st);
     return rc;
 }
 
-int db_telemetry_insert(struct db *db, const char *device_id, int64_t received_at,
-                        const struct telemetry_window *w, bool *stored)
+static bool rollup_key_equal(const struct rollup_key *a, const struct rollup_key *b)
 {
-    /* Selecting from devices keeps windows of devices that are not (or no
-     * longer) enrolled out, without a failing statement in the middle of a
-     * batch; RETURNING tells whether the row was written and in which ring. */
+    return a->version == b->version && a->ring_id == b->ring_id && a->minute == b->minute &&
+           strcmp(a->model, b->model) == 0;
+}
+
+/* Adds the stored windows of rows[0..n) that name a model to their rollup
+ * rows: each key once, read, then its windows added in row order, then
+ * written. The sums are those that adding the windows one by one to the
+ * row would give, to the last bit; only the statements are fewer. */
+static int rollups_add(struct db *db, const struct db_telemetry_row *rows, const int64_t *rings,
+                       size_t n)
+{
+    struct rollup_key *keys = NULL;
+    size_t *key_of = NULL, nkeys = 0;
+    int rc = 0;
+    if (n == 0)
+        return 0;
+    keys = malloc(n * sizeof(*keys));
+    key_of = malloc(n * sizeof(*key_of));
+    if (!keys || !key_of) {
+        rc = EF_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct telemetry_window *w = rows[i].window;
+        struct rollup_key k = {w->model, w->version, rings[i],
+                               rows[i].received_at - rows[i].received_at % DB_TELEMETRY_MINUTE_MS};
+        size_t j = nkeys;
+        key_of[i] = SIZE_MAX;
+        if (!rows[i].stored || !w->model[0])
+            continue;
+        /* The last key first: a batch's windows mostly share a few keys. */
+        if (nkeys > 0 && rollup_key_equal(&keys[nkeys - 1], &k))
+            j = nkeys - 1;
+        else
+            for (j = 0; j < nkeys && !rollup_key_equal(&keys[j], &k); j++)
+                ;
+        if (j == nkeys)
+            keys[nkeys++] = k;
+        key_of[i] = j;
+    }
+    for (size_t j = 0; j < nkeys && rc == 0; j++) {
+        struct metric_sums m;
+        if ((rc = rollup_read(db, &keys[j], &m)) != 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            if (key_of[i] == j)
+                metric_sums_add_window(&m, rows[i].window);
+        rc = rollup_write(db, &keys[j], &m);
+    }
+out:
+    free(keys);
+    free(key_of);
+    return rc;
+}
+
+/* The ring of device_id now into *ring_id (0 when in none); EF_ENOENT when
+ * the device is not enrolled (unknown or decommissioned). */
+static int device_ring(struct db *db, const char *device_id, int64_t *ring_id)
+{
+    static const char sql[] =
+        "SELECT COALESCE((SELECT dr.ring_id FROM device_rings dr WHERE dr.device_id = ?1), 0)"
+        " FROM devices WHERE id = ?1 AND decommissioned_at IS NULL";
+    return db_select_int(db, sql, ring_id, "s", device_id);
+}
+
+/* Stores one window of an enrolled device in ring ring_id. */
+static int window_insert(struct db *db, const struct db_telemetry_row *r, int64_t ring_id)
+{
     static const char sql[] =
         "INSERT INTO telemetry_windows (device_id, received_at, window_start, window_s, model,"
         " version, inferences, errors, p50, p95, p99, max_ms, accuracy, feedback, rss_bytes,"
         " cpu_s, correct, drift, drift_output, confidence, shadow_model, shadow_version,"
         " shadow_inferences, shadow_errors, shadow_agreement, shadow_feedback, shadow_accuracy,"
         " detail, ring_id)"
-        " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28,"
-        " COALESCE((SELECT dr.ring_id FROM device_rings dr WHERE dr.device_id = ?1), 0)"
-        " FROM devices WHERE id = ?1 AND decommissioned_at IS NULL"
-        " RETURNING ring_id";
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
+    const struct telemetry_window *w = r->window;
     int rc = EF_EDB;
-    int64_t ring_id = 0;
-    bool written = false;
-    char *detail = NULL;
-    if (stored)
-        *stored = false;
-    if (!device_id || !ef_device_id_valid(device_id) || !w || (w->model[0] && w->version < 1))
-        return EF_EINVAL;
-    if (w->detail && !(detail = ef_json_dump(w->detail)))
-        return EF_ENOMEM;
-    db_lock(db);
     sqlite3_stmt *st = db_stmt(db, sql);
     if (!st)
-        goto out;
-    sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, received_at);
+        return rc;
+    sqlite3_bind_text(st, 1, r->device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, r->received_at);
     sqlite3_bind_int64(st, 3, w->window_start);
     sqlite3_bind_double(st, 4, w->window_s);
     if (w->model[0]) {
@@ -146,27 +242,68 @@ int db_telemetry_insert(struct db *db, const char *device_id, int64_t received_a
         if (w->has_shadow_accuracy)
             sqlite3_bind_double(st, 27, w->shadow_accuracy);
     }
-    if (detail)
-        sqlite3_bind_text(st, 28, detail, -1, SQLITE_STATIC);
-    rc = db_step_row(db, st);
-    if (rc == 0) {
-        written = true;
-        ring_id = sqlite3_column_int64(st, 0);
-        /* RETURNING has done its work at the first row; finish the statement. */
-        rc = db_step_row(db, st) == EF_ENOENT ? 0 : EF_EDB;
-    } else if (rc == EF_ENOENT) {
-        rc = 0;
-    }
+    if (w->detail)
+        sqlite3_bind_text(st, 28, w->detail, (int)w->detail_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 29, ring_id);
+    rc = db_exec_stmt(db, st);
     /* The static bindings must not outlive this call. */
-    sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (rc == 0 && written && w->model[0])
-        rc = rollup_add(db, w, ring_id, received_at);
-    if (rc == 0 && stored)
-        *stored = written;
+    return rc;
+}
+
+int db_telemetry_insert_batch(struct db *db, struct db_telemetry_row *rows, size_t n)
+{
+    int64_t *rings = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct telemetry_window *w = rows[i].window;
+        rows[i].stored = false;
+        if (!rows[i].device_id || !ef_device_id_valid(rows[i].device_id) || !w ||
+            (w->model[0] && w->version < 1))
+            return EF_EINVAL;
+    }
+    if (n == 0)
+        return 0;
+    if (!(rings = malloc(n * sizeof(*rings))))
+        return EF_ENOMEM;
+    if ((rc = db_tx_begin(db)) != 0)
+        goto out;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        /* A batch holds few devices or many: look each one up once. The
+         * previous window's device is the likeliest repeat. */
+        size_t j = i;
+        while (j-- > 0)
+            if (strcmp(rows[j].device_id, rows[i].device_id) == 0)
+                break;
+        if (j != SIZE_MAX) {
+            rows[i].stored = rows[j].stored;
+            rings[i] = rings[j];
+        } else if ((rc = device_ring(db, rows[i].device_id, &rings[i])) == 0) {
+            rows[i].stored = true;
+        } else if (rc == EF_ENOENT) {
+            rc = 0;
+        }
+        if (rc == 0 && rows[i].stored)
+            rc = window_insert(db, &rows[i], rings[i]);
+    }
+    if (rc == 0)
+        rc = rollups_add(db, rows, rings, n);
+    rc = db_tx_end(db, rc);
 out:
-    db_unlock(db);
-    free(detail);
+    if (rc != 0)
+        for (size_t i = 0; i < n; i++)
+            rows[i].stored = false;
+    free(rings);
+    return rc;
+}
+
+int db_telemetry_insert(struct db *db, const char *device_id, int64_t received_at,
+                        const struct telemetry_window *w, bool *stored)
+{
+    struct db_telemetry_row row = {device_id, received_at, w, false};
+    int rc = db_telemetry_insert_batch(db, &row, 1);
+    if (stored)
+        *stored = row.stored;
     return rc;
 }
 

@@ -8,10 +8,10 @@
  * schema/004 and 006), keyed by the server's receive time and stored with
  * the device's ring at that time (view device_rings; 0 when in none). Windows
  * are written by the telemetry writer thread (telemetry.h) in batches, each
- * batch one db_tx_begin/db_tx_end around db_telemetry_insert calls; each
- * insert of a window with a model also adds it to its rollup row
- * (telemetry_rollups: model version x ring x minute of received_at, the sums
- * of metric.h's struct metric_sums), so both commit or neither.
+ * batch one transaction (db_telemetry_insert_batch) that also adds each
+ * window with a model to its rollup row (telemetry_rollups: model version x
+ * ring x minute of received_at, the sums of metric.h's struct metric_sums),
+ * so both commit or neither.
  *
  * Rollout gates (db_telemetry_ring_stats) still count the windows of the
  * devices in the ring now, as docs/rollouts.md says.
@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct db;
@@ -41,12 +42,30 @@ struct ring_telemetry {
     double max_p99_ms;  /* the largest p99 of a window with inferences, ms; 0 when none */
 };
 
-/* Stores one window that device_id sent, received at received_at (Unix ms),
- * with the device's ring now, and when it names a model adds it to its
- * rollup row (metric_sums_add_window). A window from a device that is not
- * enrolled (unknown or decommissioned) is not stored: *stored (may be NULL)
- * says whether it was. The caller holds a db_tx_begin around a batch of
- * these. EF_EINVAL (bad device id or window), EF_ENOMEM, EF_EDB. */
+/* One window of a batch (db_telemetry_insert_batch). */
+struct db_telemetry_row {
+    const char *device_id;                 /* who sent it, borrowed */
+    int64_t received_at;                   /* when the server received it, Unix ms */
+    const struct telemetry_window *window; /* parsed, borrowed */
+    bool stored;                           /* out: stored (false: device not enrolled) */
+};
+
+/*
+ * Stores the n windows of rows in one transaction (joining the caller's when
+ * it holds a db_tx_begin), each with its device's ring now (looked up once
+ * per device and batch), and adds those that name a model to their rollup
+ * rows: each rollup row of the batch is read and written once, with the
+ * windows added in order by metric_sums_add_window, so the sums are bit for
+ * bit those of adding the windows one at a time. A window from a device that
+ * is not enrolled (unknown or decommissioned) is not stored; rows[i].stored
+ * says which were (all false on failure: nothing of the batch is stored).
+ * EF_EINVAL (a bad device id or window: nothing is stored), EF_ENOMEM,
+ * EF_EDB.
+ */
+int db_telemetry_insert_batch(struct db *db, struct db_telemetry_row *rows, size_t n);
+
+/* db_telemetry_insert_batch of one window; *stored (may be NULL) says
+ * whether it was stored. */
 int db_telemetry_insert(struct db *db, const char *device_id, int64_t received_at,
                         const struct telemetry_window *w, bool *stored);
 

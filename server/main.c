@@ -8,6 +8,7 @@
 #include "server/http.h"
 #include "server/monitor.h"
 #include "server/mqtt.h"
+#include "server/report_queue.h"
 #include "server/rollout.h"
 #include "server/server.h"
 #include "server/store.h"
@@ -367,6 +368,7 @@ static int cmd_serve(struct server *srv)
     char path[4096], mqtt_shown[300], mqtt_password[256] = "";
     sigset_t signals;
     struct telemetry_config tcfg;
+    struct report_queue_config rcfg;
     int rc, sig = 0, from = 0, to = 0;
     block_signals(&signals);
     srv->started_ms = ef_now_ms();
@@ -391,12 +393,17 @@ static int cmd_serve(struct server *srv)
         fprintf(stderr, "edgefleet-server: cannot open %s: %s\n", path, ef_strerror(rc));
         goto out;
     }
-    /* The writer starts before the broker client that feeds it. */
+    /* The writers start before the broker client that feeds them. */
     telemetry_config_default(&tcfg);
     tcfg.retention_ms = (int64_t)srv->cfg.telemetry_retention_h * 3600 * 1000;
     if ((rc = telemetry_start(srv->db, &tcfg, &srv->stats, &srv->telemetry)) != 0) {
         fprintf(stderr, "edgefleet-server: cannot start the telemetry writer: %s\n",
                 ef_strerror(rc));
+        goto out;
+    }
+    report_queue_config_default(&rcfg);
+    if ((rc = report_queue_start(srv->db, &rcfg, &srv->stats, &srv->reports)) != 0) {
+        fprintf(stderr, "edgefleet-server: cannot start the report writer: %s\n", ef_strerror(rc));
         goto out;
     }
     redact_url(srv->cfg.mqtt_url, mqtt_shown, sizeof(mqtt_shown));
@@ -451,6 +458,7 @@ out:
     rollout_engine_stop(srv->rollouts);
     mqtt_stop(srv->mqtt);
     telemetry_stop(srv->telemetry);
+    report_queue_stop(srv->reports);
     store_close(srv->store);
     checkin_close(srv->checkin);
     db_close(srv->db);

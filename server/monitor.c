@@ -11,6 +11,7 @@
 #include "server/mqtt.h"
 #include "server/rollout.h"
 #include "server/server.h"
+#include "server/ticker.h"
 #include "server/trigger_eval.h"
 #include "common/clock.h"
 #include "common/ef_error.h"
@@ -38,13 +39,9 @@ extern char **environ;
 #define ENV_VARS     7   /* the EF_* variables a retrain command gets */
 
 struct monitor {
-    struct server *srv;        /* borrowed */
-    pthread_mutex_t lock;      /* serializes ticks */
-    pthread_mutex_t wake_lock; /* guards stopping */
-    pthread_cond_t wake;       /* signalled by stop (monotonic clock) */
-    bool stopping;             /* the thread is to end */
-    bool threaded;             /* thread runs and is to be joined */
-    pthread_t thread;
+    struct server *srv;           /* borrowed */
+    pthread_mutex_t lock;         /* serializes ticks */
+    struct ticker *ticker;        /* the thread; NULL when ticked by hand */
     pid_t children[CHILDREN_MAX]; /* retrain commands not yet reaped */
     size_t child_count;
 };
@@ -496,47 +493,20 @@ int monitor_tick(struct monitor *m)
     return monitor_tick_at(m, ef_now_ms());
 }
 
-/* The thread: a tick, then a wait of one period or until stopped. */
-static void *monitor_main(void *arg)
+/* The ticker's tick. */
+static int monitor_tick_now(void *arg)
 {
-    struct monitor *m = arg;
-    unsigned period =
-        m->srv->cfg.monitor_tick_ms ? m->srv->cfg.monitor_tick_ms : MONITOR_TICK_MS_DEFAULT;
-    pthread_mutex_lock(&m->wake_lock);
-    while (!m->stopping) {
-        pthread_mutex_unlock(&m->wake_lock);
-        monitor_tick(m);
-        pthread_mutex_lock(&m->wake_lock);
-        if (!m->stopping) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_sec += period / 1000;
-            until.tv_nsec += (long)(period % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&m->wake, &m->wake_lock, &until);
-        }
-    }
-    pthread_mutex_unlock(&m->wake_lock);
-    return NULL;
+    return monitor_tick(arg);
 }
 
 int monitor_open(struct server *srv, struct monitor **out)
 {
-    pthread_condattr_t attr;
     struct monitor *m = calloc(1, sizeof(*m));
     *out = NULL;
     if (!m)
         return EF_ENOMEM;
     m->srv = srv;
     pthread_mutex_init(&m->lock, NULL);
-    pthread_mutex_init(&m->wake_lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->wake, &attr);
-    pthread_condattr_destroy(&attr);
     *out = m;
     return 0;
 }
@@ -547,11 +517,12 @@ int monitor_start(struct server *srv, struct monitor **out)
     int rc = monitor_open(srv, &m);
     if (rc != 0)
         return rc;
-    if (pthread_create(&m->thread, NULL, monitor_main, m) != 0) {
+    rc = ticker_start(srv->cfg.monitor_tick_ms ? srv->cfg.monitor_tick_ms : MONITOR_TICK_MS_DEFAULT,
+                      monitor_tick_now, m, &m->ticker);
+    if (rc != 0) {
         monitor_stop(m);
-        return EF_EIO;
+        return rc;
     }
-    m->threaded = true;
     ef_info("monitor_started", "tick_ms=%u retrain_command=%s",
             srv->cfg.monitor_tick_ms ? srv->cfg.monitor_tick_ms : MONITOR_TICK_MS_DEFAULT,
             srv->cfg.retrain_command ? "yes" : "no");
@@ -563,18 +534,10 @@ void monitor_stop(struct monitor *m)
 {
     if (!m)
         return;
-    if (m->threaded) {
-        pthread_mutex_lock(&m->wake_lock);
-        m->stopping = true;
-        pthread_cond_signal(&m->wake);
-        pthread_mutex_unlock(&m->wake_lock);
-        pthread_join(m->thread, NULL);
-    }
+    ticker_stop(m->ticker);
     pthread_mutex_lock(&m->lock);
     children_reap(m);
     pthread_mutex_unlock(&m->lock);
-    pthread_cond_destroy(&m->wake);
-    pthread_mutex_destroy(&m->wake_lock);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

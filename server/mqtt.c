@@ -1,14 +1,15 @@
 /*
  * mqtt.c - the server's broker client: libmosquitto on its own network
- * thread, reconnecting with exponential backoff, recording what devices say
- * on their `reported` and `status` topics, handing `telemetry` windows to the
- * telemetry writer (telemetry.h), publishing assignments and events, and
- * carrying the dynamic-security session (dynsec.c).
+ * thread, reconnecting with exponential backoff, handing what devices say on
+ * their `reported` and `status` topics to the report writer (report_queue.h)
+ * and `telemetry` windows to the telemetry writer (telemetry.h), publishing
+ * assignments and events, and carrying the dynamic-security session
+ * (dynsec.c).
  */
 #include "server/mqtt.h"
-#include "server/db_fleet.h"
 #include "server/dynsec.h"
 #include "server/report.h"
+#include "server/report_queue.h"
 #include "server/server.h"
 #include "server/telemetry.h"
 #include "common/clock.h"
@@ -123,48 +124,6 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
                 m->port, mosquitto_strerror(rc));
 }
 
-/* `status`: the bare word online or offline (retained, and the last will). */
-static void handle_status(struct mqtt *m, const char *device_id, const char *payload, size_t len)
-{
-    bool online;
-    if (len == 6 && memcmp(payload, "online", 6) == 0)
-        online = true;
-    else if (len == 7 && memcmp(payload, "offline", 7) == 0)
-        online = false;
-    else if (len == 0)
-        return; /* a cleared retained message */
-    else {
-        ef_warn("mqtt_bad_status", "device=%s bytes=%zu", device_id, len);
-        return;
-    }
-    int rc = db_device_seen(m->srv->db, device_id, online, ef_now_ms());
-    if (rc != 0)
-        ef_log(rc == EF_ENOENT ? EF_LOG_DEBUG : EF_LOG_WARN, "mqtt_status_ignored",
-               "device=%s error=%s", device_id, ef_errname(rc));
-}
-
-/* `reported`: a deployment state change (report.h). */
-static void handle_reported(struct mqtt *m, const char *device_id, const char *payload, size_t len)
-{
-    char msg[160];
-    struct report r;
-    int rc = report_parse(payload, len, &r, msg, sizeof(msg));
-    if (rc != 0) {
-        char quoted[200];
-        ef_warn("mqtt_bad_report", "device=%s error=%s reason=%s", device_id, ef_errname(rc),
-                ef_log_quote(msg, quoted, sizeof(quoted)));
-        return;
-    }
-    rc = db_device_report(m->srv->db, device_id, ef_slot_name(r.slot), r.model, r.version, r.state,
-                          r.reason[0] ? r.reason : NULL, ef_now_ms());
-    if (rc != 0)
-        ef_log(rc == EF_ENOENT ? EF_LOG_DEBUG : EF_LOG_WARN, "mqtt_report_ignored",
-               "device=%s error=%s", device_id, ef_errname(rc));
-    else
-        ef_info("device_reported", "device=%s slot=%s model=%s version=%lld state=%s", device_id,
-                ef_slot_name(r.slot), r.model, (long long)r.version, r.state);
-}
-
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg)
 {
     struct mqtt *m = obj;
@@ -189,10 +148,14 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
         ef_warn("mqtt_oversized", "device=%s bytes=%d", device_id, msg->payloadlen);
         return;
     }
+    /* Both queued for the report writer (report_queue.h), which parses and
+     * applies them in this order: this thread must drain the broker's burst. */
     if (strcmp(leaf, "status") == 0)
-        handle_status(m, device_id, msg->payload, (size_t)msg->payloadlen);
+        (void)report_queue_submit(m->srv->reports, REPORT_TOPIC_STATUS, device_id, msg->payload,
+                                  (size_t)msg->payloadlen, ef_now_ms());
     else if (strcmp(leaf, "reported") == 0)
-        handle_reported(m, device_id, msg->payload, (size_t)msg->payloadlen);
+        (void)report_queue_submit(m->srv->reports, REPORT_TOPIC_REPORTED, device_id, msg->payload,
+                                  (size_t)msg->payloadlen, ef_now_ms());
 }
 
 int mqtt_start(struct server *srv, const char *url, const char *password, struct mqtt **out)

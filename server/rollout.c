@@ -13,6 +13,7 @@
 #include "server/mqtt.h"
 #include "server/rollout_policy.h"
 #include "server/server.h"
+#include "server/ticker.h"
 #include "common/clock.h"
 #include "common/ef_error.h"
 #include "common/json_util.h"
@@ -32,14 +33,9 @@
 #define STEP_MOVES_MAX  (3 * DB_ROLLOUT_MAX_RINGS + 3) /* ring changes one tick may make */
 
 struct rollout_engine {
-    struct server *srv;        /* borrowed */
-    pthread_mutex_t lock;      /* serializes steps and actions: one rollout change at a time */
-    pthread_mutex_t wake_lock; /* guards stopping and kicked */
-    pthread_cond_t wake;       /* signalled by stop, start and resume (monotonic clock) */
-    bool stopping;             /* the thread is to end */
-    bool kicked;               /* tick now, not at the end of the period */
-    bool threaded;             /* thread runs and is to be joined */
-    pthread_t thread;
+    struct server *srv;    /* borrowed */
+    pthread_mutex_t lock;  /* serializes steps and actions: one rollout change at a time */
+    struct ticker *ticker; /* the thread, kicked by start and resume; NULL when ticked by hand */
 };
 
 /* A state change stored but not yet told: logged and published after the
@@ -586,10 +582,7 @@ int rollout_engine_tick(struct rollout_engine *e)
 /* Wakes the thread for a tick now (a rollout started or resumed). */
 static void engine_kick(struct rollout_engine *e)
 {
-    pthread_mutex_lock(&e->wake_lock);
-    e->kicked = true;
-    pthread_cond_signal(&e->wake);
-    pthread_mutex_unlock(&e->wake_lock);
+    ticker_kick(e->ticker);
 }
 
 /* Resume: the current ring runs again with its clock restarted, after its
@@ -798,47 +791,20 @@ int rollout_promote(struct rollout_engine *e, int64_t id, int64_t *promoted, cha
     return rc;
 }
 
-/* The thread: a tick, then a wait of one period or until kicked. */
-static void *engine_main(void *arg)
+/* The ticker's tick. */
+static int engine_tick(void *arg)
 {
-    struct rollout_engine *e = arg;
-    unsigned period = e->srv->cfg.rollout_tick_ms ? e->srv->cfg.rollout_tick_ms : TICK_MS_DEFAULT;
-    pthread_mutex_lock(&e->wake_lock);
-    while (!e->stopping) {
-        pthread_mutex_unlock(&e->wake_lock);
-        rollout_engine_tick(e);
-        pthread_mutex_lock(&e->wake_lock);
-        if (!e->stopping && !e->kicked) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_sec += period / 1000;
-            until.tv_nsec += (long)(period % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&e->wake, &e->wake_lock, &until);
-        }
-        e->kicked = false;
-    }
-    pthread_mutex_unlock(&e->wake_lock);
-    return NULL;
+    return rollout_engine_tick(arg);
 }
 
 int rollout_engine_open(struct server *srv, struct rollout_engine **out)
 {
-    pthread_condattr_t attr;
     struct rollout_engine *e = calloc(1, sizeof(*e));
     *out = NULL;
     if (!e)
         return EF_ENOMEM;
     e->srv = srv;
     pthread_mutex_init(&e->lock, NULL);
-    pthread_mutex_init(&e->wake_lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->wake, &attr);
-    pthread_condattr_destroy(&attr);
     *out = e;
     return 0;
 }
@@ -851,11 +817,13 @@ int rollout_engine_start(struct server *srv, struct rollout_engine **out)
     int rc = rollout_engine_open(srv, &e);
     if (rc != 0)
         goto out;
-    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
-        rc = EF_EIO;
+    /* Under the lock, as engine_kick reads e->ticker under it. */
+    pthread_mutex_lock(&e->lock);
+    rc = ticker_start(srv->cfg.rollout_tick_ms ? srv->cfg.rollout_tick_ms : TICK_MS_DEFAULT,
+                      engine_tick, e, &e->ticker);
+    pthread_mutex_unlock(&e->lock);
+    if (rc != 0)
         goto out;
-    }
-    e->threaded = true;
     /* Only for the log: the rollouts a restart resumes. */
     if (db_rollout_ids(srv->db, NULL, "running", &ids, &running) == 0)
         ef_info("rollout_engine_started", "tick_ms=%u running=%zu",
@@ -872,15 +840,7 @@ void rollout_engine_stop(struct rollout_engine *e)
 {
     if (!e)
         return;
-    if (e->threaded) {
-        pthread_mutex_lock(&e->wake_lock);
-        e->stopping = true;
-        pthread_cond_signal(&e->wake);
-        pthread_mutex_unlock(&e->wake_lock);
-        pthread_join(e->thread, NULL);
-    }
-    pthread_cond_destroy(&e->wake);
-    pthread_mutex_destroy(&e->wake_lock);
+    ticker_stop(e->ticker);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }

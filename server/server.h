@@ -19,6 +19,7 @@ struct checkin;
 struct rollout_engine;
 struct monitor;
 struct telemetry;
+struct report_queue;
 struct web;
 
 struct server_config {
@@ -58,6 +59,14 @@ struct server_stats {
     atomic_uint_fast64_t telemetry_batches;     /* writer transactions committed */
     atomic_uint_fast64_t telemetry_expired;     /* windows deleted by retention */
     atomic_uint_fast64_t telemetry_queue_depth; /* gauge: windows waiting now */
+    atomic_uint_fast64_t report_received;       /* device reports queued for the writer */
+    atomic_uint_fast64_t report_malformed;      /* reports refused (parser, id, size) */
+    atomic_uint_fast64_t report_dropped;        /* reports dropped: queue full */
+    atomic_uint_fast64_t report_stored;         /* reports applied */
+    atomic_uint_fast64_t report_ignored;        /* reports of devices not enrolled */
+    atomic_uint_fast64_t report_failed;         /* reports lost to database errors */
+    atomic_uint_fast64_t report_batches;        /* report transactions committed */
+    atomic_uint_fast64_t report_queue_depth;    /* gauge: reports waiting now */
 };
 
 struct server {
@@ -70,6 +79,7 @@ struct server {
     struct rollout_engine *rollouts; /* rollout engine thread, owned */
     struct monitor *monitor;         /* trigger rules thread, owned; NULL until started */
     struct telemetry *telemetry;     /* telemetry writer, owned; NULL until started */
+    struct report_queue *reports;    /* device report writer, owned; NULL until started */
     struct web *web;                 /* the dashboard's files, owned; NULL when not installed */
     struct ef_keypair release_key;   /* signs manifests */
     struct ef_keypair server_key;    /* signs assignments */

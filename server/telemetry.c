@@ -31,7 +31,6 @@ struct queued {
     int64_t queued_mono;                  /* monotonic ms when queued: its batch deadline */
     char *payload;                        /* owned copy, not NUL-terminated */
     size_t len;                           /* its bytes, <= TELEMETRY_MAX_BYTES */
-    bool parsed;                          /* the writer's: it parsed into a window */
 };
 
 struct telemetry {
@@ -52,6 +51,7 @@ struct telemetry {
     bool stopping;                        /* telemetry_stop was called */
     struct queued *batch;                 /* the writer's batch of cfg.batch_max, owned */
     struct telemetry_window *windows;     /* the batch parsed, cfg.batch_max, owned */
+    struct db_telemetry_row *rows;        /* what of it is stored, cfg.batch_max, owned */
     pthread_t thread;                     /* the writer */
     bool started;                         /* thread is joinable */
     atomic_int_fast64_t malformed_warned; /* monotonic ms of the last such warning */
@@ -157,38 +157,28 @@ out:
  * busy database by then. */
 static void write_batch(struct telemetry *t, struct queued *batch, size_t n)
 {
-    uint64_t stored = 0, ignored = 0, parsed = 0;
+    uint64_t stored = 0, parsed = 0;
     int64_t started = ef_mono_ms();
     char msg[160];
-    int rc;
+    int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        struct telemetry_window *w = &t->windows[i];
+        struct telemetry_window *w = &t->windows[parsed];
         rc = telemetry_parse(batch[i].payload, batch[i].len, w, msg, sizeof(msg));
-        if (rc != 0)
+        if (rc != 0) {
             malformed(t, batch[i].device_id, rc, msg);
-        else
+        } else {
+            t->rows[parsed] =
+                (struct db_telemetry_row){batch[i].device_id, batch[i].received_at, w, false};
             parsed++;
-        batch[i].parsed = rc == 0;
+        }
         free(batch[i].payload);
         batch[i].payload = NULL;
     }
-    rc = parsed ? db_tx_begin(t->db) : 0;
-    if (rc == 0 && parsed) {
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            bool ok = false;
-            if (!batch[i].parsed)
-                continue;
-            rc = db_telemetry_insert(t->db, batch[i].device_id, batch[i].received_at,
-                                     &t->windows[i], &ok);
-            if (ok)
-                stored++;
-            else
-                ignored++;
-        }
-        rc = db_tx_end(t->db, rc);
-    }
-    for (size_t i = 0; i < n; i++)
+    rc = db_telemetry_insert_batch(t->db, t->rows, parsed);
+    for (size_t i = 0; i < parsed; i++) {
+        stored += t->rows[i].stored;
         telemetry_window_clear(&t->windows[i]);
+    }
     if (rc != 0) {
         atomic_fetch_add(&t->stats->telemetry_failed, parsed);
         ef_error("telemetry_batch_failed", "windows=%llu error=%s", (unsigned long long)parsed,
@@ -196,11 +186,11 @@ static void write_batch(struct telemetry *t, struct queued *batch, size_t n)
         return;
     }
     atomic_fetch_add(&t->stats->telemetry_stored, stored);
-    atomic_fetch_add(&t->stats->telemetry_ignored, ignored);
+    atomic_fetch_add(&t->stats->telemetry_ignored, parsed - stored);
     if (parsed)
         atomic_fetch_add(&t->stats->telemetry_batches, 1);
     ef_debug("telemetry_batch", "windows=%zu stored=%llu ignored=%llu malformed=%llu ms=%lld", n,
-             (unsigned long long)stored, (unsigned long long)ignored,
+             (unsigned long long)stored, (unsigned long long)(parsed - stored),
              (unsigned long long)(n - parsed), (long long)(ef_mono_ms() - started));
 }
 
@@ -282,6 +272,7 @@ static void telemetry_free(struct telemetry *t)
     free(t->queue);
     free(t->batch);
     free(t->windows);
+    free(t->rows);
     free(t);
 }
 
@@ -311,7 +302,8 @@ int telemetry_start(struct db *db, const struct telemetry_config *cfg, struct se
     t->queue = calloc(cfg->queue_max, sizeof(*t->queue));
     t->batch = calloc(cfg->batch_max, sizeof(*t->batch));
     t->windows = calloc(cfg->batch_max, sizeof(*t->windows));
-    if (!t->queue || !t->batch || !t->windows) {
+    t->rows = calloc(cfg->batch_max, sizeof(*t->rows));
+    if (!t->queue || !t->batch || !t->windows || !t->rows) {
         rc = EF_ENOMEM;
         goto out;
     }

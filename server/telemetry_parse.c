@@ -33,6 +33,18 @@ int telemetry_model_parse(const char *s, char name[TELEMETRY_MODEL_SIZE], int64_
     return 0;
 }
 
+/* True when every member of obj is one of keys (NULL-terminated): as
+ * ef_json_keys_allowed, by counting the keys present (duplicates were
+ * refused at load), which is hash lookups instead of string comparisons of
+ * every member with every key. */
+static bool keys_known(const json_t *obj, const char *const *keys)
+{
+    size_t known = 0;
+    for (const char *const *k = keys; *k; k++)
+        known += json_object_get(obj, *k) != NULL;
+    return known == json_object_size(obj);
+}
+
 /* An integer member in 0..max into *out; an absent or null one leaves *out
  * alone when optional. False when it is anything else. */
 static bool count_member(const json_t *doc, const char *key, bool optional, int64_t max,
@@ -64,8 +76,7 @@ static bool latency_member(const json_t *lat, struct telemetry_window *w)
 {
     static const char *const keys[] = {"p50", "p95", "p99", "max", NULL};
     double *const dest[] = {&w->p50, &w->p95, &w->p99, &w->max_ms};
-    const char *unknown = NULL;
-    if (!json_is_object(lat) || !ef_json_keys_allowed(lat, keys, &unknown))
+    if (!json_is_object(lat) || !keys_known(lat, keys))
         return false;
     for (size_t i = 0; keys[i]; i++)
         if (!number_value(json_object_get(lat, keys[i]), TELEMETRY_MAX_MS, dest[i]))
@@ -123,13 +134,12 @@ static bool psi_array(const json_t *v, size_t min, json_t **copy, double *max)
 static bool drift_member(const json_t *drift, struct telemetry_window *w, json_t **psi)
 {
     static const char *const keys[] = {"n", "features", "output", "max", "output_max", NULL};
-    const char *unknown = NULL;
     json_t *features = NULL, *output = NULL;
     const json_t *omax;
     double fmax, outmax;
     bool ok = false;
     *psi = NULL;
-    if (!json_is_object(drift) || !ef_json_keys_allowed(drift, keys, &unknown) ||
+    if (!json_is_object(drift) || !keys_known(drift, keys) ||
         !count_member(drift, "n", false, w->inferences, &w->drift_n) ||
         w->drift_n < TELEMETRY_DRIFT_MIN_N ||
         !psi_array(json_object_get(drift, "features"), 1, &features, &fmax) ||
@@ -189,10 +199,8 @@ static bool shadow_member(const json_t *sh, struct telemetry_window *w)
 {
     static const char *const keys[] = {"model",    "inferences", "errors", "agreement",
                                        "feedback", "accuracy",   NULL};
-    const char *unknown = NULL;
     const json_t *model = json_object_get(sh, "model");
-    if (!json_is_object(sh) || !ef_json_keys_allowed(sh, keys, &unknown) ||
-        !json_is_string(model) ||
+    if (!json_is_object(sh) || !keys_known(sh, keys) || !json_is_string(model) ||
         telemetry_model_parse(json_string_value(model), w->shadow_model, &w->shadow_version) ||
         !count_member(sh, "inferences", false, w->inferences, &w->shadow_inferences) ||
         !count_member(sh, "errors", false, w->shadow_inferences, &w->shadow_errors) ||
@@ -206,11 +214,161 @@ static bool shadow_member(const json_t *sh, struct telemetry_window *w)
     return true;
 }
 
+/*
+ * The detail text from the payload's own bytes. The payload is a document
+ * jansson has accepted, so well-formed JSON, and these scanners only find
+ * where its members are; they never decide what is valid.
+ */
+
+/* A member's value in the payload: bytes [start, end). */
+struct span {
+    size_t start, end;
+};
+
+static size_t skip_ws(const char *p, size_t i, size_t len)
+{
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* Past the string that opens at p[i]. */
+static size_t skip_string(const char *p, size_t i, size_t len)
+{
+    for (i++; i < len && p[i] != '"'; i++)
+        if (p[i] == '\\')
+            i++;
+    return i + 1;
+}
+
+/* Past the value that starts at p[i]. */
+static size_t skip_value(const char *p, size_t i, size_t len)
+{
+    int depth = 0;
+    if (i < len && p[i] == '"')
+        return skip_string(p, i, len);
+    if (i < len && p[i] != '{' && p[i] != '[') {
+        while (i < len && p[i] != ',' && p[i] != '}' && p[i] != ']' && p[i] != ' ' &&
+               p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+            i++;
+        return i;
+    }
+    while (i < len) {
+        if (p[i] == '"') {
+            i = skip_string(p, i, len);
+            continue;
+        }
+        if (p[i] == '{' || p[i] == '[')
+            depth++;
+        else if (p[i] == '}' || p[i] == ']')
+            depth--;
+        i++;
+        if (depth == 0)
+            break;
+    }
+    return i;
+}
+
+/* The values of members keys[0..n) of the object that starts at p[i] into
+ * spans[0..n) (left alone when absent), in one pass that stops when it has
+ * them all (keys are unique: jansson refused duplicates). False when a key
+ * is written with escapes, which only the parsed document can compare. */
+static bool member_spans(const char *p, size_t i, size_t len, const char *const *keys,
+                         struct span *spans, size_t n)
+{
+    size_t found = 0;
+    if (i >= len || p[i] != '{')
+        return false;
+    for (i = skip_ws(p, i + 1, len); i < len && p[i] == '"' && found < n;) {
+        size_t kend = skip_string(p, i, len), klen = kend - i - 2; /* past the closing quote */
+        const char *key = p + i + 1;
+        struct span *dest = NULL;
+        if (kend > len || memchr(key, '\\', klen))
+            return false;
+        for (size_t k = 0; k < n && !dest; k++)
+            if (strlen(keys[k]) == klen && memcmp(key, keys[k], klen) == 0)
+                dest = &spans[k];
+        i = skip_ws(p, kend, len);
+        size_t start = i = skip_ws(p, i + 1, len); /* past the colon */
+        i = skip_value(p, i, len);
+        if (i > len)
+            return false;
+        if (dest) {
+            *dest = (struct span){start, i};
+            found++;
+        }
+        i = skip_ws(p, i, len);
+        if (i < len && p[i] == ',')
+            i = skip_ws(p, i + 1, len);
+    }
+    return true;
+}
+
+/* Appends n bytes to the text at *end. */
+static void put(char **end, const char *bytes, size_t n)
+{
+    memcpy(*end, bytes, n);
+    *end += n;
+}
+#define PUT(literal) put(&end, literal, sizeof(literal) - 1)
+
+/* The detail text (telemetry_window.detail) of a payload whose drift (when
+ * drift_n > 0) and confusion (when confusion) were accepted, made of the
+ * payload's own array text, into a new string *out. False when the members
+ * cannot be found by their plain names (the caller formats the parsed
+ * arrays instead); true with *out NULL when out of memory. */
+static bool detail_raw(const char *p, size_t len, int64_t drift_n, bool confusion, char **out)
+{
+    static const char *const top_keys[] = {"confusion", "drift"};
+    static const char *const drift_keys[] = {"features", "output"};
+    struct span top[2] = {{0, 0}, {0, 0}}, arrays[2] = {{0, 0}, {0, 0}};
+    const struct span *c = &top[0], *f = &arrays[0], *o = &arrays[1];
+    char n[24], *text, *end;
+    int nlen = snprintf(n, sizeof(n), "%lld", (long long)drift_n);
+    *out = NULL;
+    /* Jansson reads past a NUL byte between tokens; the copied text must not
+     * hold one. */
+    if (memchr(p, '\0', len))
+        return false;
+    /* Only the members the window carries, so that the scan can stop early. */
+    if (!member_spans(p, skip_ws(p, 0, len), len, confusion ? top_keys : top_keys + 1,
+                      confusion ? top : top + 1, (size_t)confusion + (drift_n > 0)) ||
+        (confusion && c->end == 0))
+        return false;
+    if (drift_n > 0 &&
+        (top[1].end == 0 || !member_spans(p, top[1].start, len, drift_keys, arrays, 2) ||
+         f->end == 0 || o->end == 0))
+        return false;
+    /* {"confusion":C,"psi":{"features":F,"n":N,"output":O}} */
+    if (!(end = text =
+              malloc(128 + (c->end - c->start) + (f->end - f->start) + (o->end - o->start))))
+        return true;
+    PUT("{");
+    if (confusion) {
+        PUT("\"confusion\":");
+        put(&end, p + c->start, c->end - c->start);
+    }
+    if (drift_n > 0) {
+        if (confusion)
+            PUT(",");
+        PUT("\"psi\":{\"features\":");
+        put(&end, p + f->start, f->end - f->start);
+        PUT(",\"n\":");
+        put(&end, n, (size_t)nlen);
+        PUT(",\"output\":");
+        put(&end, p + o->start, o->end - o->start);
+        PUT("}");
+    }
+    put(&end, "}", 2); /* and its NUL */
+    *out = text;
+    return true;
+}
+
 void telemetry_window_clear(struct telemetry_window *w)
 {
     if (!w)
         return;
-    json_decref(w->detail);
+    free(w->detail);
     memset(w, 0, sizeof(*w));
 }
 
@@ -240,7 +398,8 @@ int telemetry_parse(const char *payload, size_t len, struct telemetry_window *ou
         snprintf(msg, msg_size, "a window is a JSON object");
         goto out;
     }
-    if (!ef_json_keys_allowed(doc, allowed, &unknown)) {
+    if (!keys_known(doc, allowed)) {
+        ef_json_keys_allowed(doc, allowed, &unknown);
         snprintf(msg, msg_size, "unknown field %.40s", unknown);
         goto out;
     }
@@ -336,13 +495,19 @@ int telemetry_parse(const char *payload, size_t len, struct telemetry_window *ou
     }
     if (psi || confusion) {
         rc = EF_ENOMEM;
-        if (!(w.detail = json_object()) || (psi && json_object_set(w.detail, "psi", psi)) ||
-            (confusion && json_object_set(w.detail, "confusion", confusion))) {
+        if (!detail_raw(payload, len, psi ? w.drift_n : 0, confusion != NULL, &w.detail)) {
+            json_t *detail = json_object();
+            if (detail && (!psi || json_object_set(detail, "psi", psi) == 0) &&
+                (!confusion || json_object_set(detail, "confusion", confusion) == 0))
+                w.detail = ef_json_dump(detail);
+            json_decref(detail);
+        }
+        if (!w.detail) {
             snprintf(msg, msg_size, "out of memory");
             goto out;
         }
+        w.detail_len = strlen(w.detail);
     }
-    w.detail_bytes = w.detail ? len : 0;
     rc = 0;
 out:
     json_decref(doc);
@@ -351,7 +516,7 @@ out:
     if (rc == 0) {
         *out = w;
     } else {
-        json_decref(w.detail);
+        free(w.detail);
         memset(out, 0, sizeof(*out));
     }
     return rc;

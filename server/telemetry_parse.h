@@ -81,12 +81,12 @@ struct telemetry_window {
     int64_t shadow_feedback;                 /* feedback that scored the shadow, <= feedback */
     bool has_shadow_accuracy;                /* false: shadow.accuracy was null */
     double shadow_accuracy;                  /* shadow correct / shadow feedback, 0..1 */
-    /* Owned reference: {"psi": {"n", "features", "output"}, "confusion": [[...]]} with the
-     * members the window carried, or NULL when it carried neither. Kept as JSON, not text:
-     * formatting PSI values is the costliest part of a window, and it is left to the
-     * telemetry writer's thread (db_telemetry_insert), off the broker client's. */
-    json_t *detail;
-    size_t detail_bytes; /* what detail holds, at most the payload's length: queue accounting */
+    /* Owned, NUL-terminated JSON text {"confusion": [[...]], "psi": {"features", "n",
+     * "output"}} with the members the window carried, or NULL when it carried neither. The
+     * arrays are the payload's own text (validated), not numbers formatted again: formatting
+     * PSI values to 17 digits cost more than the rest of a window. */
+    char *detail;
+    size_t detail_len; /* strlen(detail), 0 when NULL */
 };
 
 /* Parses len bytes (not necessarily NUL-terminated) into *out, which the

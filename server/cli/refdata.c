@@ -112,8 +112,7 @@ static size_t argmax(const fann_type *v, size_t n)
     return best;
 }
 
-/* Copies n floats into doubles and checks they are finite. */
-static bool widen(const fann_type *in, double *out, size_t n)
+bool refdata_widen(const fann_type *in, double *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         out[i] = (double)in[i];
@@ -123,11 +122,10 @@ static bool widen(const fann_type *in, double *out, size_t n)
     return true;
 }
 
-/* Appends one histogram per column of a row-major rows x cols matrix. */
-static int add_histograms(json_t *array, const double *matrix, size_t rows, size_t cols)
+int refdata_histograms(json_t *array, const double *matrix, size_t rows, size_t cols, size_t bins)
 {
     for (size_t j = 0; j < cols; j++) {
-        json_t *h = ef_histogram_build(matrix + j, rows, cols, EF_HISTOGRAM_DEFAULT_BINS);
+        json_t *h = ef_histogram_build(matrix + j, rows, cols, bins);
         if (!h || json_array_append_new(array, h) != 0)
             return EF_ENOMEM;
     }
@@ -168,14 +166,14 @@ int refdata_compute(struct fann *ann, struct fann_train_data *data, json_t **out
     }
     for (size_t r = 0; r < rows; r++) {
         double *in = inputs + r * n_in, *o = outputs + r * n_out;
-        if (!widen(data->input[r], in, n_in)) {
+        if (!refdata_widen(data->input[r], in, n_in)) {
             snprintf(msg, msg_size, "row %zu of the reference data holds a non-finite input",
                      r + 1);
             rc = EF_EINVAL;
             goto out;
         }
         const fann_type *y = fann_run(ann, data->input[r]);
-        if (!widen(y, o, n_out)) {
+        if (!refdata_widen(y, o, n_out)) {
             snprintf(msg, msg_size, "the model gives a non-finite output on row %zu", r + 1);
             rc = EF_EINVAL;
             goto out;
@@ -197,8 +195,9 @@ int refdata_compute(struct fann *ann, struct fann_train_data *data, json_t **out
         rc = EF_ENOMEM;
         goto out;
     }
-    if ((rc = add_histograms(features, inputs, rows, n_in)) != 0 ||
-        (rc = add_histograms(output_hist, outputs, rows, n_out)) != 0)
+    if ((rc = refdata_histograms(features, inputs, rows, n_in, EF_HISTOGRAM_DEFAULT_BINS)) != 0 ||
+        (rc = refdata_histograms(output_hist, outputs, rows, n_out, EF_HISTOGRAM_DEFAULT_BINS)) !=
+            0)
         goto out;
 
     fann_reset_MSE(ann);

@@ -18,6 +18,7 @@
 
 #include <floatfann.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define REFDATA_GOLDEN_ROWS 8
@@ -43,6 +44,14 @@ int refdata_load(const char *path, struct fann_train_data **out, char *msg, size
  */
 int refdata_compute(struct fann *ann, struct fann_train_data *data, json_t **out, char *msg,
                     size_t msg_size);
+
+/* Copies n FANN values into doubles; false when one is not finite. Also
+ * used by the trainer's manifest (server/train/train_manifest.c). */
+bool refdata_widen(const fann_type *in, double *out, size_t n);
+
+/* Appends to array one histogram of `bins` bins (ef_histogram_build) per
+ * column of a row-major rows x cols matrix. 0 or EF_ENOMEM. */
+int refdata_histograms(json_t *array, const double *matrix, size_t rows, size_t cols, size_t bins);
 
 /*
  * Loads the model at model_path and the data at data_path, computes as

@@ -1,35 +1,13 @@
 /* train_manifest.c - baselines, golden vectors, metrics and lineage of a candidate. */
 #include "server/train/train_manifest.h"
+#include "server/cli/refdata.h"
 #include "common/ef_error.h"
-#include "common/histogram.h"
 #include "common/json_util.h"
 
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-/* Widens n floats into out; false when one is not finite. */
-static bool widen(const fann_type *in, double *out, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[i] = (double)in[i];
-        if (!isfinite(out[i]))
-            return false;
-    }
-    return true;
-}
-
-/* Appends one histogram per column of a row-major rows x cols matrix. */
-static bool add_histograms(json_t *array, const double *m, size_t rows, size_t cols, size_t bins)
-{
-    for (size_t j = 0; j < cols; j++) {
-        json_t *h = ef_histogram_build(m + j, rows, cols, bins);
-        if (!h || json_array_append_new(array, h) != 0)
-            return false;
-    }
-    return true;
-}
 
 json_t *train_manifest_baseline(struct fann *ann, struct fann_train_data *train, size_t bins,
                                 char *msg, size_t msg_size)
@@ -51,14 +29,14 @@ json_t *train_manifest_baseline(struct fann *ann, struct fann_train_data *train,
         goto out;
     }
     for (size_t r = 0; r < rows; r++) {
-        if (!widen(train->input[r], in + r * n_in, n_in) ||
-            !widen(fann_run(ann, train->input[r]), out + r * n_out, n_out)) {
+        if (!refdata_widen(train->input[r], in + r * n_in, n_in) ||
+            !refdata_widen(fann_run(ann, train->input[r]), out + r * n_out, n_out)) {
             snprintf(msg, msg_size, "training row %zu gives a non-finite input or output", r + 1);
             goto out;
         }
     }
-    if (!add_histograms(features, in, rows, n_in, bins) ||
-        !add_histograms(output, out, rows, n_out, bins)) {
+    if (refdata_histograms(features, in, rows, n_in, bins) != 0 ||
+        refdata_histograms(output, out, rows, n_out, bins) != 0) {
         snprintf(msg, msg_size, "out of memory");
         goto out;
     }
@@ -82,7 +60,8 @@ json_t *train_manifest_golden(struct fann *ann, struct fann_train_data *data, si
     if (!in || !out || !vectors)
         goto fail;
     for (size_t r = 0; r < rows && r < k; r++) {
-        if (!widen(data->input[r], in, n_in) || !widen(fann_run(ann, data->input[r]), out, n_out))
+        if (!refdata_widen(data->input[r], in, n_in) ||
+            !refdata_widen(fann_run(ann, data->input[r]), out, n_out))
             goto fail;
         json_t *v = json_pack("{s:o, s:o, s:f}", "input", ef_json_doubles(in, n_in), "output",
                               ef_json_doubles(out, n_out), "tolerance", tolerance);

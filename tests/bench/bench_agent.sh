@@ -66,37 +66,20 @@ BACKEND_DIR=$BUILD_DIR/lib/edgefleet
 TRAIN_BIN=$BUILD_DIR/test-bin/ef-train-fixture
 LOAD_BIN=$BUILD_DIR/test-bin/ef-bench-infer-load
 INPROC_BIN=$BUILD_DIR/test-bin/ef-bench-fann-inproc
-for f in "$SERVER_BIN" "$CLI_BIN" "$AGENT_BIN" "$TRAIN_BIN" "$LOAD_BIN" "$INPROC_BIN"; do
-    [[ -x $f ]] || die "missing $f (build BUILD_DIR first)"
-done
+
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_need_bins "$SERVER_BIN" "$CLI_BIN" "$AGENT_BIN" "$TRAIN_BIN" "$LOAD_BIN" "$INPROC_BIN"
 for f in "$BACKEND_DIR/edgefleet-backend-fann.so" "$BACKEND_DIR/edgefleet-backend-fann-fixed.so"; do
     [[ -r $f ]] || die "missing $f (build BUILD_DIR first)"
 done
-for tool in mosquitto curl strip; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[[ -x $PY ]] || die "$PY is needed for free ports and JSON"
+bench_need_tools mosquitto curl strip
 [[ -r $TRAIN_DATA && -r $TEST_DATA ]] || die "missing $DATASETS (libfann-dev examples)"
 for load in $LOADS $SWAP_LOAD; do
     [[ $load =~ ^[0-9]+x[0-9]+$ ]] || die "a load is CONNECTIONSxWINDOW, not $load"
 done
-BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-SANITIZE=$(sed -n 's/^EF_SANITIZE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-[[ $BUILD_TYPE == Release ]] || echo "bench_agent: WARNING: $BUILD_DIR is a '$BUILD_TYPE' build, not Release" >&2
-[[ $SANITIZE != ON ]] || echo "bench_agent: WARNING: $BUILD_DIR has sanitizers on: sizes and RSS mean nothing" >&2
-
-# shellcheck source=common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_build_warn "sizes and RSS mean nothing"
 bench_init agent
-
-# forget PID: a process that has been waited for is no longer ours to kill.
-forget() {
-    local keep=() pid
-    for pid in "${PIDS[@]}"; do
-        [[ $pid == "$1" ]] || keep+=("$pid")
-    done
-    PIDS=("${keep[@]}")
-}
 
 # status_kb PID FIELD: a kB field of /proc/PID/status (VmRSS, VmHWM, ...).
 status_kb() {
@@ -152,26 +135,8 @@ EOF
 }
 
 # ---- broker and server --------------------------------------------------
-MQTT_PORT=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-PIDS+=($!)
-
-"$SERVER_BIN" init --data-dir "$WORK/data" >"$WORK/init.out" 2>&1 || {
-    cat "$WORK/init.out" >&2
-    die "edgefleet-server init failed"
-}
-ADMIN=$(tail -n 1 "$WORK/init.out")
-HTTP_PORT=$(free_port)
-SERVER_URL=http://127.0.0.1:$HTTP_PORT
-SERVER_CMD=("$SERVER_BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$HTTP_PORT"
-    --mqtt "mqtt://127.0.0.1:$MQTT_PORT")
-EF_LOG_LEVEL=warn "${SERVER_CMD[@]}" >"$WORK/server.log" 2>&1 &
-PIDS+=($!)
-wait_http "$SERVER_URL/healthz" || {
-    cat "$WORK/server.log" >&2
-    die "edgefleet-server did not start"
-}
+bench_broker "$WORK"
+bench_server "$WORK"
 # The admin token stays in the environment, out of the process list.
 export EDGEFLEET_SERVER=$SERVER_URL EDGEFLEET_TOKEN=$ADMIN
 
@@ -186,7 +151,7 @@ done
 
 # ---- one agent ------------------------------------------------------------
 ENROLL=$("$CLI_BIN" --json enroll-token create | json_get token) || die "cannot create an enrollment token"
-AGENT_CMD=("$AGENT_BIN" --server "$SERVER_URL" --mqtt "mqtt://127.0.0.1:$MQTT_PORT"
+AGENT_CMD=("$AGENT_BIN" --server "$SERVER_URL" --mqtt "$MQTT_URL"
     --data-dir "$WORK/agent" --device-id "$DEVICE" --metrics-interval 60)
 [[ -z ${TRIAL_S:-} ]] || AGENT_CMD+=(--trial-seconds "$TRIAL_S")
 "${AGENT_CMD[@]}" --enroll-token "$ENROLL" >"$WORK/agent.log" 2>&1 &
@@ -287,7 +252,7 @@ for round in $(seq "$ROUNDS"); do
             sleep 0.25
         done
         wait "$pid" || die "infer-load $load failed: $(cat "$RESULTS_DIR/run$round-load-$load.err")"
-        forget "$pid"
+        bench_forget "$pid"
         # Ticks include the 1 s warm-up: the CPU per request uses the
         # requests answered in it as well (answered + warm-up rate).
         echo $(($(cpu_ticks "$AGENT_PID") - ticks)) >"$RESULTS_DIR/run$round-load-$load.cputicks"
@@ -323,7 +288,7 @@ for i in $(seq "$SWAPS"); do
     sleep "$SWAP_AFTER_S"
     kill -USR1 "$SWAP_PID"
     wait "$SWAP_PID" || die "infer-load (swap $i) failed: $(cat "$RESULTS_DIR/swap$i.err")"
-    forget "$SWAP_PID"
+    bench_forget "$SWAP_PID"
     memory "swap$i"
     # The agent's log from this swap's accepted assignment on.
     awk '/event=assignment_accepted/ { n = NR } { line[NR] = $0 }

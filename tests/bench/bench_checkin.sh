@@ -44,17 +44,12 @@ SERVER_BIN=$BUILD_DIR/bin/edgefleet-server
 CLI_BIN=$BUILD_DIR/bin/edgefleet
 TRAIN_BIN=$BUILD_DIR/test-bin/ef-train-fixture
 HELLO_BIN=$BUILD_DIR/test-bin/ef-bench-hello-mhd
-for f in "$SERVER_BIN" "$CLI_BIN" "$TRAIN_BIN" "$HELLO_BIN"; do
-    [[ -x $f ]] || die "missing $f (build BUILD_DIR first)"
-done
-for tool in wrk mosquitto curl; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[[ -x $PY ]] || die "$PY is needed for free ports and JSON"
-[[ -r $DATASET ]] || die "missing $DATASET (libfann-dev examples)"
 
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_need_bins "$SERVER_BIN" "$CLI_BIN" "$TRAIN_BIN" "$HELLO_BIN"
+bench_need_tools wrk mosquitto curl
+[[ -r $DATASET ]] || die "missing $DATASET (libfann-dev examples)"
 bench_init checkin
 
 # metric NAME: the value of one counter at the server's /metrics.
@@ -63,29 +58,9 @@ metric() {
 }
 
 # ---- broker and server --------------------------------------------------
-MQTT_PORT=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-PIDS+=($!)
-
-"$SERVER_BIN" init --data-dir "$WORK/data" >"$WORK/init.out" 2>&1 || {
-    cat "$WORK/init.out" >&2
-    die "edgefleet-server init failed"
-}
-ADMIN=$(tail -n 1 "$WORK/init.out")
-
-HTTP_PORT=$(free_port)
-SERVER_URL=http://127.0.0.1:$HTTP_PORT
-SERVER_CMD=("$SERVER_BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$HTTP_PORT"
-    --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --threads "$SERVER_THREADS")
+bench_broker "$WORK"
 # 304s are logged at debug anyway; warn keeps the set-up's info lines out too.
-EF_LOG_LEVEL=warn "${SERVER_CMD[@]}" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-wait_http "$SERVER_URL/healthz" || {
-    cat "$WORK/server.log" >&2
-    die "edgefleet-server did not start"
-}
+bench_server "$WORK" --threads "$SERVER_THREADS"
 
 # ---- a model, a device, an assignment -----------------------------------
 "$TRAIN_BIN" "$DATASET" "$WORK/thyroid.net" 4 5 >/dev/null

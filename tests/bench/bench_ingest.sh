@@ -5,8 +5,8 @@
 #
 # usage: tests/bench/bench_ingest.sh BUILD_DIR [WINDOWS=20000] [DEVICES=50] [RATE=0]
 #
-# Starts mosquitto (max_queued_messages as deploy/mosquitto/mosquitto.conf,
-# 1000) and edgefleet-server on free loopback ports with a temporary data
+# Starts mosquitto (max_queued_messages as deploy/mosquitto/mosquitto.conf
+# sets it) and edgefleet-server on free loopback ports with a temporary data
 # directory, enrolls DEVICES devices (ingest-000 ..), then runs
 # ef-bench-ingest-load once with the publisher at QoS 0 (as agents publish)
 # and once at QoS 1: it publishes WINDOWS valid windows with every monitoring
@@ -21,8 +21,9 @@
 #
 # Environment: RESULTS_DIR (default BUILD_DIR/bench-results/ingest-TIMESTAMP),
 # EF_BENCH_KEEP=1 keeps the temporary directory, MAX_QUEUED (broker
-# max_queued_messages, default 1000), PERF=1 records a perf profile of the
-# server during each run (RESULTS_DIR/perf-qosN.data, report in
+# max_queued_messages, default: deploy/mosquitto/mosquitto.conf's), PERF=1
+# records a perf profile with call graphs of the server during each run
+# (RESULTS_DIR/perf-qosN.data, report per thread and symbol in
 # perf-qosN.txt). Build BUILD_DIR as Release without
 # sanitizers. Not a ctest test: the figures depend on the machine.
 set -euo pipefail
@@ -37,7 +38,9 @@ BUILD_DIR=$(cd "$1" && pwd) || die "no build directory: $1"
 WINDOWS=${2:-20000}
 DEVICES=${3:-50}
 RATE=${4:-0}
-MAX_QUEUED=${MAX_QUEUED:-1000}
+DEPLOY_CONF=$(dirname "${BASH_SOURCE[0]}")/../../deploy/mosquitto/mosquitto.conf
+MAX_QUEUED=${MAX_QUEUED:-$(awk '$1 == "max_queued_messages" { print $2 }' "$DEPLOY_CONF")}
+[[ $MAX_QUEUED =~ ^[0-9]+$ ]] || die "no max_queued_messages in $DEPLOY_CONF (set MAX_QUEUED)"
 PY=/usr/bin/python3
 PREFIX=ingest-
 
@@ -101,7 +104,7 @@ for qos in 1 0; do
     ticks=$(cpu_ticks "$SERVER_PID")
     PERF_PID=
     if [[ ${PERF:-0} == 1 ]]; then
-        perf record -F 2000 -p "$SERVER_PID" -o "$RESULTS_DIR/perf-qos$qos.data" \
+        perf record -g -F 2000 -p "$SERVER_PID" -o "$RESULTS_DIR/perf-qos$qos.data" \
             >"$WORK/perf-qos$qos.log" 2>&1 &
         PERF_PID=$!
         sleep 1
@@ -111,13 +114,13 @@ for qos in 1 0; do
     if [[ -n $PERF_PID ]]; then
         kill -INT "$PERF_PID"
         wait "$PERF_PID" || true
-        perf report -i "$RESULTS_DIR/perf-qos$qos.data" --sort comm,dso,symbol --stdio \
-            2>/dev/null | head -n 60 >"$RESULTS_DIR/perf-qos$qos.txt" || true
+        perf report -i "$RESULTS_DIR/perf-qos$qos.data" --no-children --sort comm,dso,symbol \
+            -g none --stdio 2>/dev/null | head -n 80 >"$RESULTS_DIR/perf-qos$qos.txt" || true
     fi
     echo "server CPU: $(($(cpu_ticks "$SERVER_PID") - ticks)) ticks" >>"$RESULTS_DIR/qos$qos.txt"
     echo "== QoS $qos" && sed '$d' "$RESULTS_DIR/qos$qos.txt" | grep -v '^{' || true
     tail -n 2 "$RESULTS_DIR/qos$qos.txt" | head -n 1 >"$RESULTS_DIR/qos$qos.json"
 done
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min); results in $RESULTS_DIR"
+echo "broker max_queued_messages $MAX_QUEUED; load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min); results in $RESULTS_DIR"
 echo "QoS 1: $(cat "$RESULTS_DIR/qos1.json")"
 cat "$RESULTS_DIR/qos0.json"

@@ -64,13 +64,11 @@ CLI_BIN=$BUILD_DIR/bin/edgefleet
 AGENT_BIN=$BUILD_DIR/bin/edgefleet-agent
 TRAIN_BIN=$BUILD_DIR/test-bin/ef-train-fixture
 TICK_BIN=$BUILD_DIR/test-bin/ef-bench-engine-tick
-for f in "$SERVER_BIN" "$CLI_BIN" "$AGENT_BIN" "$TRAIN_BIN" "$TICK_BIN"; do
-    [[ -x $f ]] || die "missing $f (build BUILD_DIR first)"
-done
-for tool in mosquitto curl; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[[ -x $PY ]] || die "$PY is needed for free ports, JSON and the measurements"
+
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_need_bins "$SERVER_BIN" "$CLI_BIN" "$AGENT_BIN" "$TRAIN_BIN" "$TICK_BIN"
+bench_need_tools mosquitto curl
 [[ -r $TRAIN_DATA && -r $TEST_DATA ]] || die "missing $DATASETS (libfann-dev examples)"
 prev=0
 for n in $AGENTS; do
@@ -79,13 +77,7 @@ for n in $AGENTS; do
     fi
     prev=$n
 done
-BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-SANITIZE=$(sed -n 's/^EF_SANITIZE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
-[[ $BUILD_TYPE == Release ]] || echo "bench_rollout: WARNING: $BUILD_DIR is a '$BUILD_TYPE' build, not Release" >&2
-[[ $SANITIZE != ON ]] || echo "bench_rollout: WARNING: $BUILD_DIR has sanitizers on: times and RSS mean little" >&2
-
-# shellcheck source=common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_build_warn "times and RSS mean little"
 bench_init rollout
 REPORT=$RESULTS_DIR/report.txt
 
@@ -99,29 +91,8 @@ say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- the fleet ------------------------------------------------------------
 if [[ ${SKIP_FLEET:-0} != 1 ]]; then
-    MQTT_PORT=$(free_port)
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\n' "$MQTT_PORT" \
-        >"$WORK/mosquitto.conf"
-    mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-    PIDS+=($!)
-
-    "$SERVER_BIN" init --data-dir "$WORK/data" >"$WORK/init.out" 2>&1 || {
-        cat "$WORK/init.out" >&2
-        die "edgefleet-server init failed"
-    }
-    ADMIN=$(tail -n 1 "$WORK/init.out")
-    HTTP_PORT=$(free_port)
-    SERVER_URL=http://127.0.0.1:$HTTP_PORT
-    MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT
-    SERVER_CMD=("$SERVER_BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$HTTP_PORT"
-        --mqtt "$MQTT_URL")
-    EF_LOG_LEVEL=warn "${SERVER_CMD[@]}" >"$WORK/server.log" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    wait_http "$SERVER_URL/healthz" || {
-        cat "$WORK/server.log" >&2
-        die "edgefleet-server did not start"
-    }
+    bench_broker "$WORK" "max_connections -1"
+    bench_server "$WORK"
     export EDGEFLEET_SERVER=$SERVER_URL EDGEFLEET_TOKEN=$ADMIN
 
     "$CLI_BIN" ring create bench --selector site=bench >/dev/null || die "ring create failed"

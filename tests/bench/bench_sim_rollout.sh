@@ -65,17 +65,15 @@ SERVER_BIN=$BUILD_DIR/bin/edgefleet-server
 CLI_BIN=$BUILD_DIR/bin/edgefleet
 SIM_BIN=$BUILD_DIR/test-bin/edgefleet-sim
 TRAIN_BIN=$BUILD_DIR/test-bin/ef-train-fixture
-for f in "$SERVER_BIN" "$CLI_BIN" "$SIM_BIN" "$TRAIN_BIN"; do
-    [[ -x $f ]] || die "missing $f (build BUILD_DIR first)"
-done
-command -v mosquitto >/dev/null || die "mosquitto is not installed"
+
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_need_bins "$SERVER_BIN" "$CLI_BIN" "$SIM_BIN" "$TRAIN_BIN"
+bench_need_tools mosquitto curl
 [[ -r $DATASETS/thyroid.train ]] || die "missing $DATASETS (libfann-dev examples)"
 for n in $COUNTS; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || die "COUNTS must be device counts, not '$COUNTS'"
 done
-
-# shellcheck source=common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bench_init sim-rollout
 REPORT=$RESULTS_DIR/report.txt
 : >"$REPORT"
@@ -93,17 +91,6 @@ fi
 say "bench_sim_rollout $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $(uname -sr), build $BUILD_DIR"
 "$TRAIN_BIN" "$DATASETS/thyroid.train" "$WORK/v1.net" 8 20 1 >/dev/null || die "ef-train-fixture failed"
 "$TRAIN_BIN" "$DATASETS/thyroid.train" "$WORK/v2.net" 8 20 2 >/dev/null || die "ef-train-fixture failed"
-
-# stop_pid PID: SIGTERM, wait, and forget it.
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    local keep=() p
-    for p in "${PIDS[@]}"; do
-        [[ $p == "$1" ]] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
 
 # sim_procs N: edgefleet-sim processes for N devices: each needs about three
 # file descriptors per device (edgefleet-sim --help), and may raise its limit
@@ -259,22 +246,8 @@ SUMMARY=()
 for n in $COUNTS; do
     dir=$WORK/n$n
     mkdir -p "$dir"
-    MQTT_PORT=$(free_port)
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\nmax_queued_messages %s\n' \
-        "$MQTT_PORT" "$BROKER_QUEUE" >"$dir/mosquitto.conf"
-    mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
-    BROKER_PID=$!
-    PIDS+=("$BROKER_PID")
-    "$SERVER_BIN" init --data-dir "$dir/data" >"$dir/init.out" 2>&1 || die "edgefleet-server init failed"
-    ADMIN=$(tail -n 1 "$dir/init.out")
-    HTTP_PORT=$(free_port)
-    SERVER_URL=http://127.0.0.1:$HTTP_PORT
-    MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT
-    SERVER_CMD=("$SERVER_BIN" serve --data-dir "$dir/data" --listen "127.0.0.1:$HTTP_PORT" --mqtt "$MQTT_URL")
-    EF_LOG_LEVEL=warn "${SERVER_CMD[@]}" >"$dir/server.log" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    wait_http "$SERVER_URL/healthz" || die "edgefleet-server did not start: $(tail -5 "$dir/server.log")"
+    bench_broker "$dir" "max_connections -1" "persistence false" "max_queued_messages $BROKER_QUEUE"
+    bench_server "$dir"
     export EDGEFLEET_SERVER=$SERVER_URL EDGEFLEET_TOKEN=$ADMIN
     "$CLI_BIN" ring create bench --selector site=sim >/dev/null || die "ring create failed"
     ENROLL=$("$CLI_BIN" --json enroll-token create --uses "$n" | json_get token) || die "enroll-token create failed"
@@ -309,10 +282,10 @@ for n in $COUNTS; do
     say "  $line"
     for pid in "${SIM_PIDS[@]}"; do
         say "  edgefleet-sim $pid: VmRSS $(awk '$1 == "VmRSS:" { print $2 }' "/proc/$pid/status") kB"
-        stop_pid "$pid"
+        bench_stop "$pid"
     done
-    stop_pid "$SERVER_PID"
-    stop_pid "$BROKER_PID"
+    bench_stop "$SERVER_PID"
+    bench_stop "$BROKER_PID"
     rm -rf "${SIM_BASE:?}/n$n"
     SUMMARY+=("$RESULTS_DIR/n$n.json")
 done

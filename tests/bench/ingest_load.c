@@ -152,6 +152,7 @@ int main(int argc, char **argv)
     int64_t stored0 = server_metric(http_port, stored_name);
     int64_t malformed0 = server_metric(http_port, "edgefleet_telemetry_windows_malformed_total");
     int64_t dropped0 = server_metric(http_port, "edgefleet_telemetry_windows_dropped_total");
+    int64_t received0 = server_metric(http_port, "edgefleet_telemetry_windows_received_total");
     if (stored0 < 0)
         die("cannot read the server's /metrics");
 
@@ -213,6 +214,8 @@ int main(int argc, char **argv)
     int64_t received = atomic_load(&sub_count), sub_last = atomic_load(&sub_last_ms);
     int64_t malformed = server_metric(http_port, "edgefleet_telemetry_windows_malformed_total");
     int64_t dropped = server_metric(http_port, "edgefleet_telemetry_windows_dropped_total");
+    int64_t server_received =
+        server_metric(http_port, "edgefleet_telemetry_windows_received_total") - received0;
     mosquitto_disconnect(pub);
     mosquitto_disconnect(sub);
     mosquitto_loop_stop(pub, false);
@@ -232,10 +235,14 @@ int main(int argc, char **argv)
            pub_s > 0 ? (double)windows / pub_s : 0);
     printf("plain subscriber: %lld received (%lld lost), last after %.3f s: %.0f windows/s\n",
            (long long)received, (long long)(windows - received), sub_s, sub_per_s);
-    printf("server: %lld stored (%lld lost; queue drops %lld, malformed %lld), last after %.3f "
-           "s: %.0f windows/s\n",
-           (long long)stored, (long long)(windows - stored), (long long)(dropped - dropped0),
-           (long long)(malformed - malformed0), server_s, server_per_s);
+    /* Lost before the server's queue (the broker dropped them: the server's
+     * MQTT thread fell behind), or by the server (queue full, malformed). */
+    printf("server: %lld stored (%lld lost: %lld never received from the broker; queue drops "
+           "%lld, malformed %lld), last after %.3f s: %.0f windows/s\n",
+           (long long)stored, (long long)(windows - stored),
+           (long long)(windows - server_received - (dropped - dropped0)),
+           (long long)(dropped - dropped0), (long long)(malformed - malformed0), server_s,
+           server_per_s);
     printf("ratio server/subscriber: %.3f\n", ratio);
     printf("{\"ingest_ratio\": %.4f, \"ingest_rows_lost\": %lld, \"ingest_server_per_s\": %.1f, "
            "\"ingest_subscriber_per_s\": %.1f, \"ingest_subscriber_lost\": %lld, \"qos\": %d}\n",

@@ -4,13 +4,40 @@
 #include "server/telemetry_parse.h"
 #include "common/topic.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The detail text of an accepted window is JSON holding exactly the arrays
+ * of the document (the parser copies their text rather than formatting
+ * them again), and the drift's n. */
+static bool detail_matches(const uint8_t *data, size_t size, const struct telemetry_window *w)
+{
+    json_t *doc = json_loadb((const char *)data, size, 0, NULL);
+    json_t *detail = w->detail ? json_loads(w->detail, 0, NULL) : NULL;
+    json_t *drift = json_object_get(doc, "drift"), *psi = json_object_get(detail, "psi");
+    json_t *confusion = json_object_get(doc, "confusion");
+    bool ok = (w->detail != NULL) == (w->has_drift || json_is_array(confusion));
+    if (ok && w->detail)
+        ok = json_is_object(detail) &&
+             json_object_size(detail) == (size_t)w->has_drift + json_is_array(confusion) &&
+             json_equal(json_object_get(detail, "confusion"),
+                        json_is_array(confusion) ? confusion : NULL) == json_is_array(confusion) &&
+             (!w->has_drift ||
+              (json_object_size(psi) == 3 &&
+               json_equal(json_object_get(psi, "features"), json_object_get(drift, "features")) &&
+               json_equal(json_object_get(psi, "output"), json_object_get(drift, "output")) &&
+               json_integer_value(json_object_get(psi, "n")) == w->drift_n));
+    json_decref(doc);
+    json_decref(detail);
+    return ok;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -38,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
            (w.shadow_inferences == 0 || !(w.shadow_agreement >= 0 && w.shadow_agreement <= 1))) ||
           (w.has_shadow_accuracy &&
            (w.shadow_feedback == 0 || !(w.shadow_accuracy >= 0 && w.shadow_accuracy <= 1))))) ||
-        (w.detail && (!json_is_object(w.detail) || w.detail_bytes != size)))
+        (w.detail && w.detail_len != strlen(w.detail)) || !detail_matches(data, size, &w))
         abort();
     telemetry_window_clear(&w);
     return 0;

@@ -119,9 +119,13 @@ class Broker:
         self.port = free_port()
         self.conf = self.dir / "mosquitto.conf"
         self.log_path = self.dir / "mosquitto.log"
+        # max_queued_messages: the server is the one subscriber receiving
+        # every device's reports, and mosquitto's default of 1000 queued
+        # messages per client drops a fleet's burst (deploy/mosquitto/).
         self.conf.write_text(f"listener {self.port} {HOST}\n"
                              "allow_anonymous true\n"
-                             "persistence false\n")
+                             "persistence false\n"
+                             "max_queued_messages 100000\n")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -359,6 +363,20 @@ class Server:
         r = self.request("GET", path, token=token or self.admin_token)
         assert r.status == status, f"GET {path}: expected {status}, got {r!r}"
         return r.json()
+
+    def wait_rollout(self, rid, pred, timeout, what, interval=0.1):
+        """Polls GET /api/v1/rollouts/RID until pred(doc) holds and returns
+        that doc; on timeout the AssertionError shows the last doc."""
+        last = {}
+
+        def check():
+            last["doc"] = self.get_json(f"/api/v1/rollouts/{rid}")
+            return last["doc"] if pred(last["doc"]) else None
+        try:
+            return wait_until(check, timeout, interval=interval, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nlast rollout: {json.dumps(last.get('doc'), indent=1)}") \
+                from None
 
     def raw(self, head, body=b"", **kw):
         return raw_exchange(self.port, head, body, **kw)

@@ -69,7 +69,10 @@ class DynsecBroker:
                              f"allow_anonymous false\n"
                              f"plugin {PLUGIN}\n"
                              f"plugin_opt_config_file {self.state}\n"
-                             f"persistence false\n")
+                             f"persistence false\n"
+                             # As deploy/mosquitto/dynsec.conf: the server's
+                             # one subscription receives every device's reports.
+                             f"max_queued_messages 100000\n")
         self.log = None
         self.proc = None
         self.start()

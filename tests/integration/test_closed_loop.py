@@ -174,16 +174,8 @@ def rollouts(server):
 
 
 def wait_rollout(server, rid, state, timeout=60):
-    last = {}
-
-    def check():
-        last["doc"] = server.get_json(f"/api/v1/rollouts/{rid}")
-        return last["doc"] if last["doc"]["state"] == state else None
-    try:
-        return ef.wait_until(check, timeout, interval=0.2, what=f"rollout {rid} {state}")
-    except AssertionError as e:
-        raise AssertionError(f"{e}\nlast rollout: {json.dumps(last.get('doc'), indent=1)}") \
-            from None
+    return server.wait_rollout(rid, lambda d: d["state"] == state, timeout,
+                               f"rollout {rid} {state}", interval=0.2)
 
 
 class Events:

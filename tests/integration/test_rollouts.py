@@ -74,17 +74,7 @@ def ring(doc, name):
 
 
 def wait_rollout(server, rid, pred, timeout, what):
-    last = {}
-
-    def check():
-        doc = rollout(server, rid)
-        last["doc"] = doc
-        return doc if pred(doc) else None
-    try:
-        return ef.wait_until(check, timeout, interval=0.1, what=what)
-    except AssertionError as e:
-        raise AssertionError(f"{e}\nlast rollout: {json.dumps(last.get('doc'), indent=1)}") \
-            from None
+    return server.wait_rollout(rid, pred, timeout, what)
 
 
 def wait_state(server, rid, state, timeout=40):

@@ -14,8 +14,6 @@ ring `lab`, committed on thyroid@1.
     the CLI prints the promoted rollout.
 """
 
-import json
-
 import pytest
 
 pytest.register_assert_rewrite("agent_fixtures")
@@ -46,16 +44,8 @@ def rollout(server, rid):
 
 
 def wait_rollout_state(server, rid, state, timeout=60):
-    last = {}
-
-    def check():
-        last["doc"] = rollout(server, rid)
-        return last["doc"] if last["doc"]["state"] == state else None
-    try:
-        return ef.wait_until(check, timeout, interval=0.1, what=f"rollout {rid} {state}")
-    except AssertionError as e:
-        raise AssertionError(f"{e}\nlast rollout: {json.dumps(last.get('doc'), indent=1)}") \
-            from None
+    return server.wait_rollout(rid, lambda d: d["state"] == state, timeout,
+                               f"rollout {rid} {state}")
 
 
 def slots(agent):

@@ -385,6 +385,19 @@ static void json_count(json_t *obj, const char *key)
     json_object_set_new(obj, key, json_integer(v ? json_integer_value(v) + 1 : 1));
 }
 
+/* Prints line (stolen; NULL when out of memory: nothing is printed) as
+ * one compact JSON line on the status output. */
+static void print_line(struct sim *s, json_t *line)
+{
+    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    if (text) {
+        fprintf(s->out, "%s\n", text);
+        fflush(s->out);
+    }
+    free(text);
+    json_decref(line);
+}
+
 /* One status line: the fleet as the devices themselves see it. */
 static void print_status(struct sim *s, const char *event)
 {
@@ -418,13 +431,7 @@ static void print_status(struct sim *s, const char *event)
         "devices", (int)s->cfg->devices, "enrolled", (int)enrolled, "connected", (int)connected,
         "offline", (int)offline, "dead", (int)dead, "states", states, "committed", committed,
         "inferences", (json_int_t)s->inferences, "inference_errors", (json_int_t)s->infer_errors);
-    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
-    if (text) {
-        fprintf(s->out, "%s\n", text);
-        fflush(s->out);
-    }
-    free(text);
-    json_decref(line);
+    print_line(s, line);
 }
 
 static void on_status_timer(uv_timer_t *t)
@@ -450,13 +457,7 @@ static void print_start(struct sim *s)
                              (int)s->cfg->devices, "data_dir", s->data_dir, "fail_mode",
                              s->cfg->fail_mode == SIM_FAIL_TRIAL ? "trial" : "verify", "failing",
                              failing, "slow", slow, "offline", offline);
-    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
-    if (text) {
-        fprintf(s->out, "%s\n", text);
-        fflush(s->out);
-    }
-    free(text);
-    json_decref(line);
+    print_line(s, line);
 }
 
 /* ---- the run ------------------------------------------------------------ */

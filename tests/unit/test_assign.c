@@ -2,7 +2,7 @@
  * server key: seq steps, what the signed envelope carries, shadow and class
  * rules, re-issuing only when something changes, whole rings. No broker:
  * srv.mqtt is NULL, so nothing is published. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/assign.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
@@ -13,7 +13,6 @@
 #include "common/ef_error.h"
 #include "common/json_util.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,45 +23,17 @@
 
 #include <cmocka.h>
 
+#include "server_fixture.h"
+
 #define HASH(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
 #define NOW     1763805600000LL
 
 struct fixture {
-    char dir[64];      /* mkdtemp directory holding the database */
-    struct server srv; /* db and server_key set; no broker */
-    struct ef_keypair release;
-    struct db_version v1;  /* thyroid@1, any class */
-    struct db_version v2;  /* thyroid@2, any class */
-    struct db_version rpi; /* thyroid@3, class rpi4 only */
+    struct server_fixture base; /* srv: db and server_key set; no broker */
+    struct db_version v1;       /* thyroid@1, any class */
+    struct db_version v2;       /* thyroid@2, any class */
+    struct db_version rpi;      /* thyroid@3, class rpi4 only */
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-/* Stores thyroid@version with a valid signed manifest and loads it into *v. */
-static void add_version(struct fixture *f, int64_t model_id, int64_t version,
-                        const char *device_class, struct db_version *v)
-{
-    char sha[EF_HEX256_SIZE], sig[EF_SIG_B64_SIZE];
-    snprintf(sha, sizeof(sha), "%064lld", (long long)version);
-    json_t *doc = json_pack("{s:i, s:s, s:I, s:s, s:s?, s:{s:s, s:i}, s:{s:i}, s:{s:i}, s:s}",
-                            "format", 1, "name", "thyroid", "version", (json_int_t)version,
-                            "backend", "fann", "device_class", device_class, "artifact", "sha256",
-                            sha, "size", 1000 + (int)version, "input", "size", 21, "output", "size",
-                            3, "created_at", "2025-11-22T10:00:00.000Z");
-    char *manifest = ef_json_dump(doc);
-    assert_non_null(manifest);
-    ef_sign_b64(f->release.sk, manifest, strlen(manifest), sig);
-    assert_int_equal(db_version_insert(f->srv.db, model_id, version, sha, 1000 + version, "fann",
-                                       manifest, strlen(manifest), sig, NOW, NULL),
-                     0);
-    assert_int_equal(db_version_get(f->srv.db, "thyroid", version, v), 0);
-    free(manifest);
-    json_decref(doc);
-}
 
 static int enroll(struct db *db, const char *id, const char *class, const char *tags)
 {
@@ -77,23 +48,12 @@ static int enroll(struct db *db, const char *id, const char *class, const char *
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    char path[128];
-    int64_t model_id = 0;
     assert_non_null(f);
-    assert_int_equal(ef_crypto_init(), 0);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_assign.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(path, sizeof(path), "%s/edgefleet.db", f->dir);
-    assert_int_equal(db_open(path, &f->srv.db), 0);
-    assert_int_equal(db_migrate(f->srv.db, NULL, NULL), 0);
-    ef_keypair_generate(&f->srv.server_key);
-    ef_keypair_generate(&f->release);
-    f->srv.mqtt = NULL;
-    assert_int_equal(db_model_create(f->srv.db, "thyroid", "", NOW, &model_id), 0);
-    add_version(f, model_id, 1, NULL, &f->v1);
-    add_version(f, model_id, 2, NULL, &f->v2);
-    add_version(f, model_id, 3, "rpi4", &f->rpi);
-    assert_int_equal(enroll(f->srv.db, "cam-1", "default", NULL), 0);
+    server_fixture_open(&f->base, "assign");
+    server_fixture_add_version(&f->base, 1, NULL, &f->v1);
+    server_fixture_add_version(&f->base, 2, NULL, &f->v2);
+    server_fixture_add_version(&f->base, 3, "rpi4", &f->rpi);
+    assert_int_equal(enroll(f->base.srv.db, "cam-1", "default", NULL), 0);
     *state = f;
     return 0;
 }
@@ -104,8 +64,7 @@ static int teardown(void **state)
     db_version_clear(&f->v1);
     db_version_clear(&f->v2);
     db_version_clear(&f->rpi);
-    db_close(f->srv.db);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    server_fixture_close(&f->base);
     free(f);
     return 0;
 }
@@ -118,10 +77,10 @@ static struct ef_assignment *stored(struct fixture *f, const char *device_id)
     char *env = NULL, msg[128] = "";
     size_t len = 0;
     int64_t seq = 0;
-    assert_int_equal(db_device_desired(f->srv.db, device_id, -1, &seq, &env, &len), 0);
+    assert_int_equal(db_device_desired(f->base.srv.db, device_id, -1, &seq, &env, &len), 0);
     assert_non_null(env);
     assert_int_equal(
-        ef_assignment_verify_parse(env, len, f->srv.server_key.pk, &a, msg, sizeof(msg)), 0);
+        ef_assignment_verify_parse(env, len, f->base.srv.server_key.pk, &a, msg, sizeof(msg)), 0);
     assert_int_equal(a->seq, seq);
     free(env);
     return a;
@@ -132,14 +91,17 @@ static void seq_steps_by_one_and_envelope_verifies(void **state)
     struct fixture *f = *state;
     int64_t seq = 0;
     struct ef_assignment *a;
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq),
+                     0);
     assert_int_equal(seq, 1);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq),
+                     0);
     assert_int_equal(seq, 2);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, "r7", &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, "r7", &seq),
+                     0);
     assert_int_equal(seq, 3);
-    assert_int_equal(atomic_load(&f->srv.stats.assignments_issued), 3);
-    assert_int_equal(atomic_load(&f->srv.stats.mqtt_publishes), 0);
+    assert_int_equal(atomic_load(&f->base.srv.stats.assignments_issued), 3);
+    assert_int_equal(atomic_load(&f->base.srv.stats.mqtt_publishes), 0);
 
     a = stored(f, "cam-1");
     assert_string_equal(a->device_id, "cam-1");
@@ -163,11 +125,11 @@ static void seq_steps_by_one_and_envelope_verifies(void **state)
     char *env = NULL;
     size_t len = 0;
     ef_keypair_generate(&other);
-    assert_int_equal(db_device_desired(f->srv.db, "cam-1", -1, &seq, &env, &len), 0);
+    assert_int_equal(db_device_desired(f->base.srv.db, "cam-1", -1, &seq, &env, &len), 0);
     assert_int_equal(ef_assignment_verify_parse(env, len, other.pk, &a, NULL, 0), EF_EBADSIG);
     free(env);
 
-    assert_int_equal(assign_version(&f->srv, "cam-9", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq),
+    assert_int_equal(assign_version(&f->base.srv, "cam-9", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq),
                      EF_ENOENT);
 }
 
@@ -175,19 +137,23 @@ static void same_version_is_reissued_only_after_failure(void **state)
 {
     struct fixture *f = *state;
     int64_t seq = 0;
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq),
+                     0);
     assert_int_equal(seq, 1);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq),
+                     0);
     assert_int_equal(seq, 1);
-    assert_int_equal(atomic_load(&f->srv.stats.assignments_issued), 1);
+    assert_int_equal(atomic_load(&f->base.srv.stats.assignments_issued), 1);
     /* A different rollout is a new assignment. */
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, "r1", &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, "r1", &seq),
+                     0);
     assert_int_equal(seq, 2);
     /* A failed deployment is retried by assigning it again. */
-    assert_int_equal(db_device_report(f->srv.db, "cam-1", "production", "thyroid", 2, "failed",
+    assert_int_equal(db_device_report(f->base.srv.db, "cam-1", "production", "thyroid", 2, "failed",
                                       "self-test", NOW),
                      0);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, "r1", &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, "r1", &seq),
+                     0);
     assert_int_equal(seq, 3);
 }
 
@@ -196,10 +162,11 @@ static void shadow_needs_production_and_keeps_it(void **state)
     struct fixture *f = *state;
     int64_t seq = 0;
     struct ef_assignment *a;
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_SHADOW, &f->v2, NULL, &seq),
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_SHADOW, &f->v2, NULL, &seq),
                      EF_ECONFLICT);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, "r1", &seq), 0);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_SHADOW, &f->v2, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, "r1", &seq),
+                     0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_SHADOW, &f->v2, NULL, &seq), 0);
     assert_int_equal(seq, 2);
     a = stored(f, "cam-1");
     assert_non_null(a->slots[EF_SLOT_PRODUCTION]);
@@ -211,7 +178,7 @@ static void shadow_needs_production_and_keeps_it(void **state)
     ef_assignment_free(a);
 
     json_t *d = NULL;
-    assert_int_equal(db_device_get(f->srv.db, "cam-1", &d), 0);
+    assert_int_equal(db_device_get(f->base.srv.db, "cam-1", &d), 0);
     json_t *shadow = json_object_get(json_object_get(d, "slots"), "shadow");
     assert_int_equal(json_integer_value(json_object_get(shadow, "version")), 2);
     assert_string_equal(json_string_value(json_object_get(shadow, "state")), "pending");
@@ -227,21 +194,24 @@ static void production_takes_over_the_shadow(void **state)
     int64_t seq = 0;
     struct ef_assignment *a;
     json_t *d = NULL;
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_SHADOW, &f->v2, "5", &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq),
+                     0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_SHADOW, &f->v2, "5", &seq), 0);
     /* The same production version again changes nothing. */
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq),
+                     0);
     assert_int_equal(seq, 2);
     assert_non_null((a = stored(f, "cam-1"))->slots[EF_SLOT_SHADOW]);
     ef_assignment_free(a);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, "6", &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, "6", &seq),
+                     0);
     assert_int_equal(seq, 3);
     a = stored(f, "cam-1");
     assert_int_equal(a->slots[EF_SLOT_PRODUCTION]->version, 2);
     assert_string_equal(a->slots[EF_SLOT_PRODUCTION]->rollout_id, "6");
     assert_null(a->slots[EF_SLOT_SHADOW]);
     ef_assignment_free(a);
-    assert_int_equal(db_device_get(f->srv.db, "cam-1", &d), 0);
+    assert_int_equal(db_device_get(f->base.srv.db, "cam-1", &d), 0);
     assert_null(json_object_get(json_object_get(d, "slots"), "shadow"));
     json_decref(d);
 }
@@ -252,29 +222,31 @@ static void shadow_is_cleared(void **state)
     struct fixture *f = *state;
     int64_t seq = 0;
     struct ef_assignment *a;
-    assert_int_equal(assign_shadow_clear(&f->srv, "nobody", &seq), EF_ENOENT);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
-    assert_int_equal(assign_shadow_clear(&f->srv, "cam-1", &seq), 0);
+    assert_int_equal(assign_shadow_clear(&f->base.srv, "nobody", &seq), EF_ENOENT);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq),
+                     0);
+    assert_int_equal(assign_shadow_clear(&f->base.srv, "cam-1", &seq), 0);
     assert_int_equal(seq, 1); /* nothing to clear */
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_SHADOW, &f->v2, NULL, &seq), 0);
-    assert_int_equal(assign_shadow_clear(&f->srv, "cam-1", &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_SHADOW, &f->v2, NULL, &seq), 0);
+    assert_int_equal(assign_shadow_clear(&f->base.srv, "cam-1", &seq), 0);
     assert_int_equal(seq, 3);
     a = stored(f, "cam-1");
     assert_int_equal(a->seq, 3);
     assert_int_equal(a->slots[EF_SLOT_PRODUCTION]->version, 1);
     assert_null(a->slots[EF_SLOT_SHADOW]);
     ef_assignment_free(a);
-    assert_int_equal(atomic_load(&f->srv.stats.assignments_issued), 3);
+    assert_int_equal(atomic_load(&f->base.srv.stats.assignments_issued), 3);
 }
 
 static void class_of_manifest_is_respected(void **state)
 {
     struct fixture *f = *state;
     int64_t seq = 0;
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->rpi, NULL, &seq),
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->rpi, NULL, &seq),
                      EF_EMISMATCH);
-    assert_int_equal(enroll(f->srv.db, "pi-1", "rpi4", NULL), 0);
-    assert_int_equal(assign_version(&f->srv, "pi-1", EF_SLOT_PRODUCTION, &f->rpi, NULL, &seq), 0);
+    assert_int_equal(enroll(f->base.srv.db, "pi-1", "rpi4", NULL), 0);
+    assert_int_equal(assign_version(&f->base.srv, "pi-1", EF_SLOT_PRODUCTION, &f->rpi, NULL, &seq),
+                     0);
     assert_int_equal(seq, 1);
 }
 
@@ -284,16 +256,19 @@ static void seq_continues_after_reenrollment(void **state)
     int64_t seq = 0;
     char *env = NULL;
     size_t len = 0;
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq), 0);
-    assert_int_equal(db_device_decommission(f->srv.db, "cam-1", NOW), 0);
-    assert_int_equal(enroll(f->srv.db, "cam-1", "default", NULL), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq),
+                     0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v2, NULL, &seq),
+                     0);
+    assert_int_equal(db_device_decommission(f->base.srv.db, "cam-1", NOW), 0);
+    assert_int_equal(enroll(f->base.srv.db, "cam-1", "default", NULL), 0);
     /* No assignment to serve until a new one is made... */
-    assert_int_equal(db_device_desired(f->srv.db, "cam-1", -1, &seq, &env, &len), 0);
+    assert_int_equal(db_device_desired(f->base.srv.db, "cam-1", -1, &seq, &env, &len), 0);
     assert_int_equal(seq, 0);
     assert_null(env);
     /* ...and that one is above what the agent accepted before. */
-    assert_int_equal(assign_version(&f->srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq), 0);
+    assert_int_equal(assign_version(&f->base.srv, "cam-1", EF_SLOT_PRODUCTION, &f->v1, NULL, &seq),
+                     0);
     assert_int_equal(seq, 3);
     struct ef_assignment *a = stored(f, "cam-1");
     assert_int_equal(a->seq, 3);
@@ -305,15 +280,15 @@ static void ring_gets_one_assignment_per_device(void **state)
 {
     struct fixture *f = *state;
     json_t *sel = json_pack("{s:s}", "site", "lab"), *assigned = NULL;
-    assert_int_equal(db_ring_create(f->srv.db, "canary", NULL, sel, NOW), 0);
-    assert_int_equal(db_ring_create(f->srv.db, "empty", NULL, NULL, NOW), 0);
+    assert_int_equal(db_ring_create(f->base.srv.db, "canary", NULL, sel, NOW), 0);
+    assert_int_equal(db_ring_create(f->base.srv.db, "empty", NULL, NULL, NOW), 0);
     json_decref(sel);
-    assert_int_equal(enroll(f->srv.db, "lab-1", "default", "{\"site\":\"lab\"}"), 0);
-    assert_int_equal(enroll(f->srv.db, "lab-2", "rpi4", "{\"site\":\"lab\"}"), 0);
-    assert_int_equal(enroll(f->srv.db, "lab-3", "rpi4", "{\"site\":\"lab\"}"), 0);
+    assert_int_equal(enroll(f->base.srv.db, "lab-1", "default", "{\"site\":\"lab\"}"), 0);
+    assert_int_equal(enroll(f->base.srv.db, "lab-2", "rpi4", "{\"site\":\"lab\"}"), 0);
+    assert_int_equal(enroll(f->base.srv.db, "lab-3", "rpi4", "{\"site\":\"lab\"}"), 0);
 
-    assert_int_equal(assign_ring(&f->srv, "canary", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned),
-                     0);
+    assert_int_equal(
+        assign_ring(&f->base.srv, "canary", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned), 0);
     assert_int_equal(json_array_size(assigned), 3);
     assert_string_equal(
         json_string_value(json_object_get(json_array_get(assigned, 0), "device_id")), "lab-1");
@@ -324,24 +299,25 @@ static void ring_gets_one_assignment_per_device(void **state)
     ef_assignment_free(a);
 
     /* Only the devices of the manifest's class. */
-    assert_int_equal(assign_ring(&f->srv, "canary", EF_SLOT_PRODUCTION, &f->rpi, NULL, &assigned),
-                     0);
+    assert_int_equal(
+        assign_ring(&f->base.srv, "canary", EF_SLOT_PRODUCTION, &f->rpi, NULL, &assigned), 0);
     assert_int_equal(json_array_size(assigned), 2);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(assigned, 0), "seq")), 2);
     json_decref(assigned);
 
-    assert_int_equal(assign_ring(&f->srv, "empty", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned), 0);
+    assert_int_equal(
+        assign_ring(&f->base.srv, "empty", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned), 0);
     assert_int_equal(json_array_size(assigned), 0);
     json_decref(assigned);
-    assert_int_equal(assign_ring(&f->srv, "nope", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned),
+    assert_int_equal(assign_ring(&f->base.srv, "nope", EF_SLOT_PRODUCTION, &f->v1, NULL, &assigned),
                      EF_ENOENT);
     assert_null(assigned);
 
     /* All or nothing: lab-3, enrolled again, has no production model, so a
      * shadow for the whole ring is refused and lab-1 keeps what it had. */
-    assert_int_equal(db_device_decommission(f->srv.db, "lab-3", NOW), 0);
-    assert_int_equal(enroll(f->srv.db, "lab-3", "rpi4", "{\"site\":\"lab\"}"), 0);
-    assert_int_equal(assign_ring(&f->srv, "canary", EF_SLOT_SHADOW, &f->v2, NULL, &assigned),
+    assert_int_equal(db_device_decommission(f->base.srv.db, "lab-3", NOW), 0);
+    assert_int_equal(enroll(f->base.srv.db, "lab-3", "rpi4", "{\"site\":\"lab\"}"), 0);
+    assert_int_equal(assign_ring(&f->base.srv, "canary", EF_SLOT_SHADOW, &f->v2, NULL, &assigned),
                      EF_ECONFLICT);
     a = stored(f, "lab-1");
     assert_null(a->slots[EF_SLOT_SHADOW]);

@@ -19,31 +19,9 @@
 
 #include <cmocka.h>
 
+#include "json_assert.h"
+
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Parses JSON text the test states itself. */
-static json_t *load(const char *text)
-{
-    json_error_t err;
-    json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, &err);
-    if (!doc)
-        fail_msg("fixture: %s", err.text);
-    return doc;
-}
-
-/* Asserts that value equals the JSON text want; prints both when not. */
-static void assert_json(const json_t *value, const char *want)
-{
-    json_t *expected = load(want);
-    if (!json_equal(value, expected)) {
-        char *got = json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT);
-        print_error("got  %s\nwant %s\n", got, want);
-        free(got);
-        json_decref(expected);
-        fail();
-    }
-    json_decref(expected);
-}
 
 static void shares_take_fractions_and_percentages(void **state)
 {
@@ -264,7 +242,7 @@ static void final_states_end_a_watch(void **state)
  * malloc'd text. */
 static char *render(const char *text)
 {
-    json_t *doc = load(text);
+    json_t *doc = json_fixture_load(text);
     int64_t now = 0;
     char *buf = NULL;
     size_t len = 0;

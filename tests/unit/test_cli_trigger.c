@@ -18,22 +18,9 @@
 
 #include <cmocka.h>
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#include "json_assert.h"
 
-/* Asserts that value equals the JSON text want; prints both when not. */
-static void assert_json(const json_t *value, const char *want)
-{
-    json_t *expected = json_loads(want, JSON_REJECT_DUPLICATES, NULL);
-    assert_non_null(expected);
-    if (!json_equal(value, expected)) {
-        char *got = json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT);
-        print_error("got  %s\nwant %s\n", got, want);
-        free(got);
-        json_decref(expected);
-        fail();
-    }
-    json_decref(expected);
-}
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static void the_least_body_leaves_defaults_to_the_server(void **state)
 {

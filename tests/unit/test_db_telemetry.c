@@ -512,6 +512,79 @@ static void rollups_roll_back_with_their_batch(void **state)
     json_decref(doc);
 }
 
+/* The series of model's rollups of metric m (a new reference). */
+static json_t *series_of(struct db *db, const char *model, enum metric m)
+{
+    struct db_rollup_filter rf = {model, 0, NULL, m, 0, 0};
+    json_t *doc = NULL;
+    assert_int_equal(db_telemetry_rollups(db, &rf, &doc), 0);
+    json_t *s = json_incref(json_object_get(doc, "series"));
+    json_decref(doc);
+    return s;
+}
+
+/* A batch reads and writes each rollup row once, yet its sums are bit for
+ * bit those of adding its windows one at a time: model "a" gets 30 windows
+ * one by one, model "b" the same windows as one batch, both on top of a
+ * row that already exists; every rolled-up value is the same double. */
+static void batch_rollups_match_one_at_a_time(void **state)
+{
+    struct db_fixture *f = *state;
+    static const char *const devices[] = {"d1", "d2", "d3", "d4", "nobody"};
+    enum { N = 30 };
+    struct telemetry_window a[N], b[N];
+    struct db_telemetry_row rows[N];
+    for (int k = 0; k < N; k++) {
+        a[k] = metric_window(10 + k, k % 3, 0.1 * k + 0.3, 10, k % 11, 0.01 * k + 0.07,
+                             0.3 + 0.011 * k, 5 + k, 0.1 + 0.01 * k, 3, 0.7);
+        snprintf(a[k].model, sizeof(a[k].model), "a");
+        b[k] = a[k];
+        snprintf(b[k].model, sizeof(b[k].model), "b");
+        /* Two minutes, both rings, and devices that are not enrolled. */
+        int64_t at = M0 + 1 + k * 3000;
+        bool enrolled = k % 5 < 3;
+        assert_true(insert(f->db, devices[k % 5], at, a[k]) == enrolled);
+        rows[k] = (struct db_telemetry_row){devices[k % 5], at, &b[k], !enrolled};
+    }
+    assert_true(insert(f->db, rows[0].device_id, rows[0].received_at, b[0]));
+    assert_int_equal(db_telemetry_insert_batch(f->db, rows + 1, N - 1), 0);
+    for (int k = 1; k < N; k++)
+        assert_true(rows[k].stored == (k % 5 < 3));
+    for (int m = 0; m < METRIC_COUNT; m++) {
+        if (!metric_rolled_up((enum metric)m))
+            continue;
+        json_t *sa = series_of(f->db, "a", (enum metric)m),
+               *sb = series_of(f->db, "b", (enum metric)m);
+        assert_int_equal(json_array_size(sa), 2); /* lab and default */
+        assert_true(json_equal(sa, sb));
+        json_decref(sa);
+        json_decref(sb);
+    }
+    json_t *all = query(f->db, "b", 0, NULL, NULL, 0, 100);
+    assert_int_equal(json_array_size(all), 18);
+    json_decref(all);
+}
+
+/* A bad row refuses the whole batch before anything is stored. */
+static void batch_with_a_bad_row_stores_nothing(void **state)
+{
+    struct db_fixture *f = *state;
+    struct telemetry_window w = window("m", 1, 1, 0, 1), bad = window("m", 0, 1, 0, 1);
+    struct db_telemetry_row rows[3] = {
+        {"d1", NOW, &w, false}, {"bad/id", NOW, &w, false}, {"d2", NOW, &w, false}};
+    assert_int_equal(db_telemetry_insert_batch(f->db, rows, 3), EF_EINVAL);
+    rows[1] = (struct db_telemetry_row){"d3", NOW, &bad, false}; /* a model without version */
+    assert_int_equal(db_telemetry_insert_batch(f->db, rows, 3), EF_EINVAL);
+    assert_false(rows[0].stored || rows[1].stored || rows[2].stored);
+    json_t *all = query(f->db, NULL, 0, NULL, NULL, 0, 10);
+    assert_int_equal(json_array_size(all), 0);
+    json_decref(all);
+    json_t *doc = rollups(f->db, 0, NULL, METRIC_ERROR_RATE, 0, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "series")), 0);
+    json_decref(doc);
+    assert_int_equal(db_telemetry_insert_batch(f->db, rows, 0), 0);
+}
+
 static void windows_keep_the_ring_they_were_received_in(void **state)
 {
     struct db_fixture *f = *state;
@@ -544,9 +617,10 @@ static void query_new_columns_and_metric_values(void **state)
     struct db_fixture *f = *state;
     struct telemetry_window w = metric_window(100, 5, 10, 10, 8, 0.2, 0.9, 80, 0.75, 4, 0.5);
     w.shadow_errors = 2;
-    w.detail = json_loads("{\"confusion\":[[5,1],[1,3]],\"psi\":{\"features\":[0.2],\"n\":100,"
-                          "\"output\":[0.1]}}",
-                          0, NULL);
+    char detail[] = "{\"confusion\":[[5,1],[1,3]],\"psi\":{\"features\":[0.2],\"n\":100,"
+                    "\"output\":[0.1]}}";
+    w.detail = detail;
+    w.detail_len = strlen(detail);
     assert_true(insert(f->db, "d1", NOW, w));
     assert_true(insert(f->db, "d1", NOW + 1, window(NULL, 0, 0, 0, -1)));
     json_t *rows = query(f->db, NULL, 0, NULL, NULL, 0, 10);
@@ -565,8 +639,9 @@ static void query_new_columns_and_metric_values(void **state)
                              "errors", 2, "agreement", 0.75, "feedback", 4, "accuracy", 0.5);
     assert_true(json_equal(json_object_get(row, "shadow"), want));
     json_decref(want);
-    assert_true(json_equal(json_object_get(row, "detail"), w.detail));
-    json_decref(w.detail);
+    json_t *want_detail = json_loads(detail, 0, NULL);
+    assert_true(json_equal(json_object_get(row, "detail"), want_detail));
+    json_decref(want_detail);
     json_decref(rows);
 
     /* With a metric, each row carries its window's value, or null. */
@@ -658,6 +733,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(query_filters, setup, db_fixture_teardown),
         cmocka_unit_test_setup_teardown(rollups_sum_exactly, setup, db_fixture_teardown),
         cmocka_unit_test_setup_teardown(rollups_roll_back_with_their_batch, setup,
+                                        db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(batch_rollups_match_one_at_a_time, setup,
+                                        db_fixture_teardown),
+        cmocka_unit_test_setup_teardown(batch_with_a_bad_row_stores_nothing, setup,
                                         db_fixture_teardown),
         cmocka_unit_test_setup_teardown(windows_keep_the_ring_they_were_received_in, setup,
                                         db_fixture_teardown),

@@ -4,7 +4,7 @@
  * longer holds or its version goes quiet, waits out its cooldown, needs
  * min_devices, keeps to its ring, pauses and rolls back the model's rollout,
  * and starts the retrain command with the documented environment. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/assign.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
@@ -22,7 +22,6 @@
 #include "common/fsutil.h"
 #include "common/json_util.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,86 +35,34 @@
 
 #include <cmocka.h>
 
+#include "server_fixture.h"
+
 #define NOW 1763805600000LL /* 2025-11-22T10:00:00.000Z */
 #define SEC 1000LL
 
 struct fixture {
-    char dir[64];      /* mkdtemp directory holding the database */
-    struct server srv; /* db, server_key, rollouts; no broker */
+    struct server_fixture base; /* srv: db, server_key, rollouts; no broker */
     struct monitor *monitor;
-    struct ef_keypair release;
     struct db_version v1, v2; /* thyroid@1, thyroid@2 */
     int64_t canary, early;    /* ring rows */
 };
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-/* Stores thyroid@version with a valid signed manifest and loads it. */
-static void add_version(struct fixture *f, int64_t model_id, int64_t version, struct db_version *v)
-{
-    char sha[EF_HEX256_SIZE], sig[EF_SIG_B64_SIZE];
-    snprintf(sha, sizeof(sha), "%064lld", (long long)version);
-    json_t *doc = json_pack("{s:i, s:s, s:I, s:s, s:{s:s, s:i}, s:{s:i}, s:{s:i}, s:s}", "format",
-                            1, "name", "thyroid", "version", (json_int_t)version, "backend", "fann",
-                            "artifact", "sha256", sha, "size", 1000 + (int)version, "input", "size",
-                            21, "output", "size", 3, "created_at", "2025-11-22T10:00:00.000Z");
-    char *manifest = ef_json_dump(doc);
-    assert_non_null(manifest);
-    ef_sign_b64(f->release.sk, manifest, strlen(manifest), sig);
-    assert_int_equal(db_version_insert(f->srv.db, model_id, version, sha, 1000 + version, "fann",
-                                       manifest, strlen(manifest), sig, NOW, NULL),
-                     0);
-    assert_int_equal(db_version_get(f->srv.db, "thyroid", version, v), 0);
-    free(manifest);
-    json_decref(doc);
-}
-
-/* Enrolls a device into ring_id, running thyroid@1 committed. */
-static void enroll(struct fixture *f, const char *id, int64_t ring_id)
-{
-    char hash[EF_HEX256_SIZE];
-    struct db_device_change c = {.set_ring = true, .ring_id = ring_id};
-    ef_token_hash(id, hash);
-    assert_int_equal(db_device_create(f->srv.db, id, hash, "default", NULL, NOW), 0);
-    assert_int_equal(db_device_update(f->srv.db, id, &c), 0);
-    assert_int_equal(assign_version(&f->srv, id, EF_SLOT_PRODUCTION, &f->v1, NULL, NULL), 0);
-    assert_int_equal(
-        db_device_report(f->srv.db, id, "production", "thyroid", 1, "committed", NULL, ef_now_ms()),
-        0);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    char path[128];
-    int64_t model_id = 0;
     assert_non_null(f);
-    assert_int_equal(ef_crypto_init(), 0);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_monitor.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(path, sizeof(path), "%s/edgefleet.db", f->dir);
-    assert_int_equal(db_open(path, &f->srv.db), 0);
-    assert_int_equal(db_migrate(f->srv.db, NULL, NULL), 0);
-    snprintf(f->srv.cfg.listen_host, sizeof(f->srv.cfg.listen_host), "127.0.0.1");
-    f->srv.cfg.listen_port = 8080;
-    ef_keypair_generate(&f->srv.server_key);
-    ef_keypair_generate(&f->release);
-    assert_int_equal(db_model_create(f->srv.db, "thyroid", "", NOW, &model_id), 0);
-    add_version(f, model_id, 1, &f->v1);
-    add_version(f, model_id, 2, &f->v2);
-    assert_int_equal(db_ring_create(f->srv.db, "canary", NULL, NULL, NOW), 0);
-    assert_int_equal(db_ring_create(f->srv.db, "early", NULL, NULL, NOW), 0);
-    assert_int_equal(db_ring_id(f->srv.db, "canary", &f->canary), 0);
-    assert_int_equal(db_ring_id(f->srv.db, "early", &f->early), 0);
-    enroll(f, "d1", f->canary);
-    enroll(f, "d2", f->canary);
-    enroll(f, "d3", f->early);
-    assert_int_equal(rollout_engine_open(&f->srv, &f->srv.rollouts), 0);
-    assert_int_equal(monitor_open(&f->srv, &f->monitor), 0);
+    server_fixture_open(&f->base, "monitor");
+    snprintf(f->base.srv.cfg.listen_host, sizeof(f->base.srv.cfg.listen_host), "127.0.0.1");
+    f->base.srv.cfg.listen_port = 8080;
+    server_fixture_add_version(&f->base, 1, NULL, &f->v1);
+    server_fixture_add_version(&f->base, 2, NULL, &f->v2);
+    f->canary = server_fixture_ring(&f->base, "canary");
+    f->early = server_fixture_ring(&f->base, "early");
+    server_fixture_enroll(&f->base, "d1", f->canary, &f->v1);
+    server_fixture_enroll(&f->base, "d2", f->canary, &f->v1);
+    server_fixture_enroll(&f->base, "d3", f->early, &f->v1);
+    assert_int_equal(rollout_engine_open(&f->base.srv, &f->base.srv.rollouts), 0);
+    assert_int_equal(monitor_open(&f->base.srv, &f->monitor), 0);
     *state = f;
     return 0;
 }
@@ -124,11 +71,10 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     monitor_stop(f->monitor);
-    rollout_engine_stop(f->srv.rollouts);
+    rollout_engine_stop(f->base.srv.rollouts);
     db_version_clear(&f->v1);
     db_version_clear(&f->v2);
-    db_close(f->srv.db);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    server_fixture_close(&f->base);
     free(f);
     return 0;
 }
@@ -142,7 +88,7 @@ static void window(struct fixture *f, const char *device, int64_t version, int64
         "INSERT INTO telemetry_windows (device_id, received_at, window_start, window_s, model,"
         " version, inferences, errors, feedback, cpu_s, drift, ring_id)"
         " VALUES (?1, ?2, ?2, 60, 'thyroid', ?3, 100, 0, 0, 0, ?4, ?5)";
-    assert_int_equal(db_exec(f->srv.db, sql, "siidi", device, at, version, psi, ring_id), 0);
+    assert_int_equal(db_exec(f->base.srv.db, sql, "siidi", device, at, version, psi, ring_id), 0);
 }
 
 /* Creates a drift rule "mean above 0.25 over window_s 300" of thyroid with
@@ -161,7 +107,7 @@ static int64_t drift_rule(struct fixture *f, const char *ring, int64_t min_devic
     t.cooldown_s = cooldown_s;
     t.action = action;
     t.enabled = true;
-    assert_int_equal(db_trigger_create(f->srv.db, &t, NOW, &id), 0);
+    assert_int_equal(db_trigger_create(f->base.srv.db, &t, NOW, &id), 0);
     return id;
 }
 
@@ -175,7 +121,7 @@ static json_t *alerts(struct fixture *f)
 {
     struct db_alert_filter all = {.limit = 100};
     json_t *rows = NULL;
-    assert_int_equal(db_alerts_list(f->srv.db, &all, &rows), 0);
+    assert_int_equal(db_alerts_list(f->base.srv.db, &all, &rows), 0);
     return rows;
 }
 
@@ -188,7 +134,7 @@ static const char *member(const json_t *row, const char *key)
 static int64_t audited(struct fixture *f, const char *action)
 {
     int64_t n = 0;
-    assert_int_equal(db_select_int(f->srv.db,
+    assert_int_equal(db_select_int(f->base.srv.db,
                                    "SELECT count(*) FROM audit_log WHERE actor = 'monitor'"
                                    " AND action = ?1",
                                    &n, "s", action),
@@ -257,7 +203,7 @@ static void an_alert_resolves_when_its_version_goes_quiet(void **state)
     window(f, "d2", 1, NOW + 300 * SEC, f->canary, 0.9);
     tick(f, NOW + 301 * SEC);
     struct db_alert_filter firing = {.state = "firing", .limit = 100};
-    assert_int_equal(db_alerts_list(f->srv.db, &firing, &rows), 0);
+    assert_int_equal(db_alerts_list(f->base.srv.db, &firing, &rows), 0);
     assert_int_equal(json_array_size(rows), 1);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 0), "version")), 1);
     json_decref(rows);
@@ -294,9 +240,10 @@ static void min_devices_must_have_a_value(void **state)
     window(f, "d1", 2, NOW - 10 * SEC, f->canary, 0.4);
     window(f, "d2", 2, NOW - 10 * SEC, f->canary, 0.4);
     window(f, "d3", 2, NOW - 10 * SEC, f->early, -1.0); /* replaced below by a NULL drift */
-    assert_int_equal(
-        db_exec(f->srv.db, "UPDATE telemetry_windows SET drift = NULL WHERE device_id = 'd3'", ""),
-        0);
+    assert_int_equal(db_exec(f->base.srv.db,
+                             "UPDATE telemetry_windows SET drift = NULL WHERE device_id = 'd3'",
+                             ""),
+                     0);
     tick(f, NOW);
     json_t *rows = alerts(f);
     assert_int_equal(json_array_size(rows), 0); /* d3 has no drift: 2 devices of 3 */
@@ -349,9 +296,9 @@ static int64_t running_rollout(struct fixture *f)
                                 .ring_ids = rings,
                                 .ring_count = 2,
                                 .policy = text};
-    assert_int_equal(rollout_create(f->srv.rollouts, &spec, &id, msg, sizeof(msg)), 0);
-    assert_int_equal(rollout_act(f->srv.rollouts, id, ROLLOUT_START, NULL, 0), 0);
-    assert_int_equal(rollout_engine_tick(f->srv.rollouts), 0);
+    assert_int_equal(rollout_create(f->base.srv.rollouts, &spec, &id, msg, sizeof(msg)), 0);
+    assert_int_equal(rollout_act(f->base.srv.rollouts, id, ROLLOUT_START, NULL, 0), 0);
+    assert_int_equal(rollout_engine_tick(f->base.srv.rollouts), 0);
     free(text);
     json_decref(norm);
     return id;
@@ -360,7 +307,7 @@ static int64_t running_rollout(struct fixture *f)
 static const char *rollout_state(struct fixture *f, int64_t id, char state[DB_ROLLOUT_STATE_SIZE])
 {
     struct db_rollout r = {0};
-    assert_int_equal(db_rollout_get(f->srv.db, id, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, id, &r), 0);
     snprintf(state, DB_ROLLOUT_STATE_SIZE, "%s", r.state);
     db_rollout_clear(&r);
     return state;
@@ -392,7 +339,7 @@ static void rollback_rolls_the_rollout_back(void **state)
     char st[DB_ROLLOUT_STATE_SIZE];
     drift_rule(f, "canary", 1, 0, TRIGGER_ACTION_ROLLBACK);
     int64_t id = running_rollout(f);
-    assert_int_equal(rollout_act(f->srv.rollouts, id, ROLLOUT_PAUSE, NULL, 0), 0);
+    assert_int_equal(rollout_act(f->base.srv.rollouts, id, ROLLOUT_PAUSE, NULL, 0), 0);
     window(f, "d1", 2, NOW - 10 * SEC, f->canary, 0.9);
     tick(f, NOW);
     assert_string_equal(rollout_state(f, id, st), "rolled_back");
@@ -403,14 +350,14 @@ static void retrain_starts_the_command_with_its_environment(void **state)
     struct fixture *f = *state;
     char cmd[1024], out[128], want[256], *text = NULL;
     size_t len = 0;
-    snprintf(out, sizeof(out), "%s/retrain.out", f->dir);
+    snprintf(out, sizeof(out), "%s/retrain.out", f->base.dir);
     /* Written to a temporary name and renamed, so the file is whole once it exists. */
     snprintf(cmd, sizeof(cmd),
              "printf '%%s|%%s|%%s|%%s|%%s|%%s|%%s' \"$EF_MODEL\" \"$EF_VERSION\" "
              "\"$EF_DATASET_ID\" \"$EF_ALERT_ID\" \"$EF_TRIGGER_ID\" \"$EF_REASON\" "
              "\"$EF_SERVER_URL\" > %s.tmp && mv %s.tmp %s",
              out, out, out);
-    f->srv.cfg.retrain_command = cmd;
+    f->base.srv.cfg.retrain_command = cmd;
     int64_t tid = drift_rule(f, "", 1, 0, TRIGGER_ACTION_RETRAIN);
     window(f, "d1", 2, NOW - 10 * SEC, f->canary, 0.41);
     tick(f, NOW);

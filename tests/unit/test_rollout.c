@@ -4,7 +4,7 @@
  * versions, the deadline, abort, supersede, telemetry gates, a restart
  * that resumes where the rollout was, and shadow rollouts with promotion. Devices "report" through
  * db_device_report, as the broker client would. */
-#define _XOPEN_SOURCE 700 /* nftw(), to clean up the temporary directory */
+#define _XOPEN_SOURCE 700 /* nftw() in tmpdir_fixture.h */
 #include "server/assign.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
@@ -19,7 +19,6 @@
 #include "common/ef_error.h"
 #include "common/json_util.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,87 +30,37 @@
 
 #include <cmocka.h>
 
+#include "server_fixture.h"
+
 #define NOW 1763805600000LL
 
 struct fixture {
-    char dir[64];      /* mkdtemp directory holding the database */
-    char path[128];    /* the database file */
-    struct server srv; /* db and server_key set; no broker */
+    struct server_fixture base; /* srv: db and server_key set; no broker */
     struct rollout_engine *engine;
-    struct ef_keypair release;
     struct db_version v1, v2; /* thyroid@1, thyroid@2 */
     int64_t canary, early;    /* ring rows */
 };
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-/* Stores thyroid@version with a valid signed manifest and loads it. */
-static void add_version(struct fixture *f, int64_t model_id, int64_t version, struct db_version *v)
-{
-    char sha[EF_HEX256_SIZE], sig[EF_SIG_B64_SIZE];
-    snprintf(sha, sizeof(sha), "%064lld", (long long)version);
-    json_t *doc = json_pack("{s:i, s:s, s:I, s:s, s:{s:s, s:i}, s:{s:i}, s:{s:i}, s:s}", "format",
-                            1, "name", "thyroid", "version", (json_int_t)version, "backend", "fann",
-                            "artifact", "sha256", sha, "size", 1000 + (int)version, "input", "size",
-                            21, "output", "size", 3, "created_at", "2025-11-22T10:00:00.000Z");
-    char *manifest = ef_json_dump(doc);
-    assert_non_null(manifest);
-    ef_sign_b64(f->release.sk, manifest, strlen(manifest), sig);
-    assert_int_equal(db_version_insert(f->srv.db, model_id, version, sha, 1000 + version, "fann",
-                                       manifest, strlen(manifest), sig, NOW, NULL),
-                     0);
-    assert_int_equal(db_version_get(f->srv.db, "thyroid", version, v), 0);
-    free(manifest);
-    json_decref(doc);
-}
-
 static void report(struct fixture *f, const char *device, int64_t version, const char *state)
 {
-    assert_int_equal(db_device_report(f->srv.db, device, "production", "thyroid", version, state,
-                                      NULL, ef_now_ms()),
+    assert_int_equal(db_device_report(f->base.srv.db, device, "production", "thyroid", version,
+                                      state, NULL, ef_now_ms()),
                      0);
-}
-
-/* Enrolls a device into ring_id, running thyroid@1 committed. */
-static void enroll(struct fixture *f, const char *id, int64_t ring_id)
-{
-    char hash[EF_HEX256_SIZE];
-    struct db_device_change c = {.set_ring = true, .ring_id = ring_id};
-    ef_token_hash(id, hash);
-    assert_int_equal(db_device_create(f->srv.db, id, hash, "default", NULL, NOW), 0);
-    assert_int_equal(db_device_update(f->srv.db, id, &c), 0);
-    assert_int_equal(assign_version(&f->srv, id, EF_SLOT_PRODUCTION, &f->v1, NULL, NULL), 0);
-    report(f, id, 1, "committed");
 }
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    int64_t model_id = 0;
     assert_non_null(f);
-    assert_int_equal(ef_crypto_init(), 0);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ef_test_rollout.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/edgefleet.db", f->dir);
-    assert_int_equal(db_open(f->path, &f->srv.db), 0);
-    assert_int_equal(db_migrate(f->srv.db, NULL, NULL), 0);
-    ef_keypair_generate(&f->srv.server_key);
-    ef_keypair_generate(&f->release);
-    assert_int_equal(db_model_create(f->srv.db, "thyroid", "", NOW, &model_id), 0);
-    add_version(f, model_id, 1, &f->v1);
-    add_version(f, model_id, 2, &f->v2);
-    assert_int_equal(db_ring_create(f->srv.db, "canary", NULL, NULL, NOW), 0);
-    assert_int_equal(db_ring_create(f->srv.db, "early", NULL, NULL, NOW), 0);
-    assert_int_equal(db_ring_id(f->srv.db, "canary", &f->canary), 0);
-    assert_int_equal(db_ring_id(f->srv.db, "early", &f->early), 0);
-    enroll(f, "cam-1", f->canary);
-    enroll(f, "cam-2", f->canary);
-    enroll(f, "cam-3", f->early);
-    assert_int_equal(rollout_engine_open(&f->srv, &f->engine), 0);
+    server_fixture_open(&f->base, "rollout");
+    server_fixture_add_version(&f->base, 1, NULL, &f->v1);
+    server_fixture_add_version(&f->base, 2, NULL, &f->v2);
+    f->canary = server_fixture_ring(&f->base, "canary");
+    f->early = server_fixture_ring(&f->base, "early");
+    server_fixture_enroll(&f->base, "cam-1", f->canary, &f->v1);
+    server_fixture_enroll(&f->base, "cam-2", f->canary, &f->v1);
+    server_fixture_enroll(&f->base, "cam-3", f->early, &f->v1);
+    assert_int_equal(rollout_engine_open(&f->base.srv, &f->engine), 0);
     *state = f;
     return 0;
 }
@@ -122,8 +71,7 @@ static int teardown(void **state)
     rollout_engine_stop(f->engine);
     db_version_clear(&f->v1);
     db_version_clear(&f->v2);
-    db_close(f->srv.db);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    server_fixture_close(&f->base);
     free(f);
     return 0;
 }
@@ -174,7 +122,7 @@ static void expect(struct fixture *f, int64_t id, const char *state, const char 
     struct db_rollout r = {0};
     char seen[3 * DB_ROLLOUT_REASON_SIZE];
     bool same;
-    assert_int_equal(db_rollout_get(f->srv.db, id, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, id, &r), 0);
     same = strcmp(r.state, state) == 0 && strcmp(r.rings[0].state, canary) == 0 &&
            strcmp(r.rings[1].state, early) == 0;
     snprintf(seen, sizeof(seen), "rollout %s (%s), canary %s (%s), early %s", r.state, r.reason,
@@ -189,7 +137,7 @@ static void slot(struct fixture *f, const char *device, int64_t *version, char r
                  char state[16])
 {
     struct db_desired d;
-    assert_int_equal(db_device_desired_load(f->srv.db, device, &d), 0);
+    assert_int_equal(db_device_desired_load(f->base.srv.db, device, &d), 0);
     *version = d.slots[EF_SLOT_PRODUCTION].version;
     snprintf(rollout, 65, "%s", d.slots[EF_SLOT_PRODUCTION].rollout_id);
     snprintf(state, 16, "%s", d.slots[EF_SLOT_PRODUCTION].state);
@@ -209,7 +157,7 @@ static enum db_action action(struct fixture *f, int64_t id, const char *device)
     struct db_rollout_device *d = NULL;
     size_t n = 0;
     enum db_action a = DB_ACTION_COUNT;
-    assert_int_equal(db_rollout_devices(f->srv.db, id, 0, &d, &n), 0);
+    assert_int_equal(db_rollout_devices(f->base.srv.db, id, 0, &d, &n), 0);
     for (size_t i = 0; i < n; i++)
         if (strcmp(d[i].device_id, device) == 0)
             a = d[i].action;
@@ -239,9 +187,9 @@ static void test_rings_in_order(void **state)
     expect(f, id, "running", "running", "pending");
     /* A tick without news changes nothing (no new seq either). */
     struct db_desired before, after;
-    assert_int_equal(db_device_desired_load(f->srv.db, "cam-2", &before), 0);
+    assert_int_equal(db_device_desired_load(f->base.srv.db, "cam-2", &before), 0);
     tick(f);
-    assert_int_equal(db_device_desired_load(f->srv.db, "cam-2", &after), 0);
+    assert_int_equal(db_device_desired_load(f->base.srv.db, "cam-2", &after), 0);
     assert_int_equal(before.seq, after.seq);
 
     /* All committed: canary succeeds and early starts in the same tick. */
@@ -251,7 +199,7 @@ static void test_rings_in_order(void **state)
     assert_int_equal(slot_version(f, "cam-3"), 2);
 
     /* A late joiner of the running ring gets the version and is counted. */
-    enroll(f, "cam-4", f->early);
+    server_fixture_enroll(&f->base, "cam-4", f->early, &f->v1);
     report(f, "cam-3", 2, "committed");
     tick(f);
     expect(f, id, "running", "succeeded", "running");
@@ -263,7 +211,7 @@ static void test_rings_in_order(void **state)
 
     /* The object the API shows. */
     json_t *doc = NULL;
-    assert_int_equal(db_rollout_json(f->srv.db, id, &doc), 0);
+    assert_int_equal(db_rollout_json(f->base.srv.db, id, &doc), 0);
     json_t *early = json_array_get(json_object_get(doc, "rings"), 1);
     assert_int_equal(json_integer_value(json_object_get(early, "devices")), 2);
     assert_int_equal(
@@ -280,8 +228,7 @@ static void test_empty_ring_succeeds_at_once(void **state)
     rollout_policy_default(&p);
     json_t *pj = rollout_policy_json(&p);
     char *text = ef_json_dump(pj);
-    assert_int_equal(db_ring_create(f->srv.db, "empty", NULL, NULL, NOW), 0);
-    assert_int_equal(db_ring_id(f->srv.db, "empty", &ring), 0);
+    ring = server_fixture_ring(&f->base, "empty");
     struct rollout_spec spec = {.version_id = f->v2.id,
                                 .model = "thyroid",
                                 .ring_ids = &ring,
@@ -291,7 +238,7 @@ static void test_empty_ring_succeeds_at_once(void **state)
     assert_int_equal(rollout_act(f->engine, id, ROLLOUT_START, NULL, 0), 0);
     tick(f);
     struct db_rollout r = {0};
-    assert_int_equal(db_rollout_get(f->srv.db, id, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, id, &r), 0);
     assert_string_equal(r.state, "succeeded");
     assert_string_equal(r.rings[0].state, "succeeded");
     db_rollout_clear(&r);
@@ -309,7 +256,7 @@ static void test_breach_pauses_and_resume_retries(void **state)
     tick(f);
     expect(f, id, "paused", "failed", "pending");
     struct db_rollout r = {0};
-    assert_int_equal(db_rollout_get(f->srv.db, id, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, id, &r), 0);
     assert_non_null(strstr(r.reason, "ring canary"));
     assert_non_null(strstr(r.reason, "1 of 2"));
     db_rollout_clear(&r);
@@ -321,10 +268,10 @@ static void test_breach_pauses_and_resume_retries(void **state)
     assert_int_equal(rollout_act(f->engine, id, ROLLOUT_PAUSE, NULL, 0), EF_ECONFLICT);
 
     /* Resume: the ring runs again and the failed device is retried. */
-    assert_int_equal(db_device_desired_load(f->srv.db, "cam-1", &before), 0);
+    assert_int_equal(db_device_desired_load(f->base.srv.db, "cam-1", &before), 0);
     assert_int_equal(rollout_act(f->engine, id, ROLLOUT_RESUME, NULL, 0), 0);
     expect(f, id, "running", "running", "pending");
-    assert_int_equal(db_device_desired_load(f->srv.db, "cam-1", &after), 0);
+    assert_int_equal(db_device_desired_load(f->base.srv.db, "cam-1", &after), 0);
     assert_true(after.seq > before.seq);
     assert_string_equal(after.slots[EF_SLOT_PRODUCTION].state, "pending");
     report(f, "cam-1", 2, "committed");
@@ -362,9 +309,9 @@ static void test_rollback_by_operator_and_no_previous(void **state)
     struct db_device_change c = {.set_ring = true, .ring_id = 0};
     /* cam-5 in canary has never run anything. */
     ef_token_hash("cam-5", hash);
-    assert_int_equal(db_device_create(f->srv.db, "cam-5", hash, "default", NULL, NOW), 0);
+    assert_int_equal(db_device_create(f->base.srv.db, "cam-5", hash, "default", NULL, NOW), 0);
     c.ring_id = f->canary;
-    assert_int_equal(db_device_update(f->srv.db, "cam-5", &c), 0);
+    assert_int_equal(db_device_update(f->base.srv.db, "cam-5", &c), 0);
     int64_t id = started(f, "{\"success\": 0.5}");
     tick(f);
     report(f, "cam-1", 2, "committed");
@@ -379,7 +326,7 @@ static void test_rollback_by_operator_and_no_previous(void **state)
     assert_int_equal(slot_version(f, "cam-5"), 2);
     struct db_rollout_device *d = NULL;
     size_t n = 0;
-    assert_int_equal(db_rollout_devices(f->srv.db, id, 0, &d, &n), 0);
+    assert_int_equal(db_rollout_devices(f->base.srv.db, id, 0, &d, &n), 0);
     for (size_t i = 0; i < n; i++)
         if (strcmp(d[i].device_id, "cam-5") == 0)
             assert_non_null(strstr(d[i].reason, "no previous version"));
@@ -401,10 +348,10 @@ static void test_deadline_times_out(void **state)
      * which the error share allows (1 of 2 is not above 0.5), but success
      * 1.0 can no longer be reached. */
     assert_int_equal(
-        db_rollout_ring_set_state(f->srv.db, id, 1, "running", NULL, ef_now_ms() - 120000), 0);
+        db_rollout_ring_set_state(f->base.srv.db, id, 1, "running", NULL, ef_now_ms() - 120000), 0);
     tick(f);
     expect(f, id, "paused", "failed", "pending");
-    assert_int_equal(db_rollout_get(f->srv.db, id, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, id, &r), 0);
     assert_non_null(strstr(r.reason, "timeout"));
     db_rollout_clear(&r);
     assert_int_equal(action(f, id, "cam-1"), DB_ACTION_COMMITTED);
@@ -450,7 +397,7 @@ static void test_one_active_and_supersede(void **state)
     int64_t second = create(f, NULL, true, &rc);
     assert_int_equal(rc, 0);
     struct db_rollout r = {0};
-    assert_int_equal(db_rollout_get(f->srv.db, first, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, first, &r), 0);
     assert_string_equal(r.state, "aborted");
     assert_string_equal(r.reason, "superseded");
     db_rollout_clear(&r);
@@ -466,7 +413,7 @@ static void test_one_active_and_supersede(void **state)
     tick(f);
     struct db_rollout_device *d = NULL;
     size_t n = 0;
-    assert_int_equal(db_rollout_devices(f->srv.db, second, 0, &d, &n), 0);
+    assert_int_equal(db_rollout_devices(f->base.srv.db, second, 0, &d, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(d[0].previous_version_id, f->v1.id);
     free(d);
@@ -486,11 +433,11 @@ static void test_gate_breach(void **state)
     int64_t id = started(f, "{\"gates\": [{\"metric\": \"error_rate\", \"max\": 0.1}]}");
     tick(f);
     w.window_start = ef_now_ms();
-    assert_int_equal(db_telemetry_insert(f->srv.db, "cam-1", ef_now_ms() + 5, &w, NULL), 0);
+    assert_int_equal(db_telemetry_insert(f->base.srv.db, "cam-1", ef_now_ms() + 5, &w, NULL), 0);
     tick(f);
     expect(f, id, "paused", "failed", "pending");
     struct db_rollout r = {0};
-    assert_int_equal(db_rollout_get(f->srv.db, id, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, id, &r), 0);
     assert_non_null(strstr(r.rings[0].reason, "error_rate"));
     db_rollout_clear(&r);
 }
@@ -502,10 +449,10 @@ static void test_restart_resumes(void **state)
     tick(f);
     /* The server stops; the database is all there is. */
     rollout_engine_stop(f->engine);
-    db_close(f->srv.db);
-    assert_int_equal(db_open(f->path, &f->srv.db), 0);
-    assert_int_equal(db_migrate(f->srv.db, NULL, NULL), 0);
-    assert_int_equal(rollout_engine_open(&f->srv, &f->engine), 0);
+    db_close(f->base.srv.db);
+    assert_int_equal(db_open(f->base.path, &f->base.srv.db), 0);
+    assert_int_equal(db_migrate(f->base.srv.db, NULL, NULL), 0);
+    assert_int_equal(rollout_engine_open(&f->base.srv, &f->engine), 0);
     report(f, "cam-1", 2, "committed");
     report(f, "cam-2", 2, "committed");
     tick(f);
@@ -517,9 +464,9 @@ static void test_thread(void **state)
 {
     struct fixture *f = *state;
     struct rollout_engine *threaded = NULL;
-    f->srv.cfg.rollout_tick_ms = 10;
+    f->base.srv.cfg.rollout_tick_ms = 10;
     int64_t id = started(f, NULL);
-    assert_int_equal(rollout_engine_start(&f->srv, &threaded), 0);
+    assert_int_equal(rollout_engine_start(&f->base.srv, &threaded), 0);
     for (int i = 0; i < 200 && slot_version(f, "cam-1") != 2; i++) {
         struct timespec ms10 = {0, 10 * 1000 * 1000};
         nanosleep(&ms10, NULL);
@@ -553,16 +500,16 @@ static int64_t create_shadow(struct fixture *f, bool supersede, int *rc_out)
 
 static void shadow_report(struct fixture *f, const char *device, int64_t version, const char *state)
 {
-    assert_int_equal(
-        db_device_report(f->srv.db, device, "shadow", "thyroid", version, state, NULL, ef_now_ms()),
-        0);
+    assert_int_equal(db_device_report(f->base.srv.db, device, "shadow", "thyroid", version, state,
+                                      NULL, ef_now_ms()),
+                     0);
 }
 
 /* The version device's shadow slot wants, 0 when it is empty. */
 static int64_t shadow_version(struct fixture *f, const char *device)
 {
     struct db_desired d;
-    assert_int_equal(db_device_desired_load(f->srv.db, device, &d), 0);
+    assert_int_equal(db_device_desired_load(f->base.srv.db, device, &d), 0);
     return d.slots[EF_SLOT_SHADOW].set ? d.slots[EF_SLOT_SHADOW].version : 0;
 }
 
@@ -612,10 +559,10 @@ static void test_shadow_then_promote(void **state)
     assert_int_equal(rollout_promote(f->engine, id, &promoted, msg, sizeof(msg)), 0);
     assert_int_equal(rollout_promote(f->engine, id, &prod, msg, sizeof(msg)), EF_ECONFLICT);
     assert_non_null(strstr(msg, "promoted already"));
-    assert_int_equal(db_rollout_get(f->srv.db, id, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, id, &r), 0);
     assert_int_equal(r.promoted_to, promoted);
     db_rollout_clear(&r);
-    assert_int_equal(db_rollout_get(f->srv.db, promoted, &r), 0);
+    assert_int_equal(db_rollout_get(f->base.srv.db, promoted, &r), 0);
     assert_int_equal(r.slot, EF_SLOT_PRODUCTION);
     assert_int_equal(r.version, 2);
     assert_string_equal(r.state, "running");
@@ -672,8 +619,8 @@ static void test_shadow_needs_production(void **state)
     char hash[EF_HEX256_SIZE];
     struct db_device_change c = {.set_ring = true, .ring_id = f->canary};
     ef_token_hash("bare", hash);
-    assert_int_equal(db_device_create(f->srv.db, "bare", hash, "default", NULL, NOW), 0);
-    assert_int_equal(db_device_update(f->srv.db, "bare", &c), 0);
+    assert_int_equal(db_device_create(f->base.srv.db, "bare", hash, "default", NULL, NOW), 0);
+    assert_int_equal(db_device_update(f->base.srv.db, "bare", &c), 0);
     int64_t id = create_shadow(f, false, NULL);
     assert_int_equal(rollout_act(f->engine, id, ROLLOUT_START, NULL, 0), 0);
     tick(f);

@@ -264,7 +264,8 @@ static void test_full_window_is_parsed(void **state)
     assert_true(w.has_shadow_accuracy && w.shadow_accuracy == 0.75);
     /* The arrays go into detail. */
     assert_non_null(w.detail);
-    json_t *got = json_incref(w.detail);
+    assert_int_equal(w.detail_len, strlen(w.detail));
+    json_t *got = json_loads(w.detail, 0, NULL);
     json_t *want = json_loads("{\"psi\":{\"n\":118,\"features\":[0.02,0.31,0.05],"
                               "\"output\":[0.04,0.12]},\"confusion\":[[5,1],[0,4]]}",
                               0, NULL);
@@ -296,9 +297,7 @@ static void test_new_keys_may_be_null(void **state)
     assert_null(w.detail);
     /* Only the confusion matrix: detail holds just it. */
     assert_int_equal(parse_in(FULL_WINDOW, "drift", "null", &w), 0);
-    char *text = json_dumps(w.detail, JSON_COMPACT);
-    assert_string_equal(text, "{\"confusion\":[[5,1],[0,4]]}");
-    free(text);
+    assert_string_equal(w.detail, "{\"confusion\":[[5,1],[0,4]]}");
     telemetry_window_clear(&w);
 }
 
@@ -486,9 +485,61 @@ static void test_large_drift_window(void **state)
     n += (size_t)snprintf(doc + n, sizeof(doc) - n, "]}}");
     assert_true(n <= TELEMETRY_MAX_BYTES);
     assert_int_equal(telemetry_parse(doc, n, &w, NULL, 0), 0);
-    assert_int_equal(json_array_size(json_object_get(json_object_get(w.detail, "psi"), "features")),
+    json_t *detail = json_loads(w.detail, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(detail, "psi"), "features")),
                      features);
-    assert_int_equal(w.detail_bytes, n);
+    assert_true(w.detail_len <= n);
+    json_decref(detail);
+    telemetry_window_clear(&w);
+}
+
+/* Asserts that w's detail is the JSON want. */
+static void detail_is(const struct telemetry_window *w, const char *want_text)
+{
+    json_t *got = json_loads(w->detail, 0, NULL), *want = json_loads(want_text, 0, NULL);
+    assert_non_null(got);
+    assert_non_null(want);
+    assert_int_equal(w->detail_len, strlen(w->detail));
+    if (!json_equal(got, want))
+        fail_msg("detail %s, expected %s", w->detail, want_text);
+    json_decref(got);
+    json_decref(want);
+}
+
+/* detail is made of the payload's own array text, whatever its spacing and
+ * number notation and whatever escapes come before; a member whose key is
+ * written with escapes is found through the parsed document instead. */
+static void test_detail_text(void **state)
+{
+    (void)state;
+    struct telemetry_window w;
+    static const char *const want = "{\"psi\":{\"n\":10,\"features\":[0.5,0.1,2],\"output\":[]},"
+                                    "\"confusion\":[[1,0],[0,3]]}";
+    static const char *const spaced =
+        "\n{ \"window_start\" : \"2026-11-22T10:00:00\\u005a\", \"window_s\":60,\r\n"
+        "\t\"inferences\":20,\"errors\":0,\"feedback\":4, \"drift\" : { \"output\" : [ ] ,"
+        "\"n\":10, \"features\" : [ 0.5 , 1e-1,\n2 ], \"max\":2, \"output_max\":null},"
+        " \"confusion\" :[[1, 0] ,[0,3]] } ";
+    assert_int_equal(parse(spaced, &w), 0);
+    detail_is(&w, want);
+    telemetry_window_clear(&w);
+    static const char *const escaped =
+        "{\"window_start\":\"2026-11-22T10:00:00Z\",\"window_s\":60,\"inferences\":20,"
+        "\"errors\":0,\"feedback\":4,\"\\u0064rift\":{\"output\":[],\"n\":10,"
+        "\"featur\\u0065s\":[0.5,0.1,2],\"max\":2,\"output_max\":null},"
+        "\"confusio\\u006e\":[[1,0],[0,3]]}";
+    assert_int_equal(parse(escaped, &w), 0);
+    detail_is(&w, want);
+    telemetry_window_clear(&w);
+    /* Jansson passes over a NUL byte between tokens: it must not end up in
+     * the copied text. */
+    char nul[512];
+    size_t n = strlen(spaced);
+    assert_true(n < sizeof(nul));
+    memcpy(nul, spaced, n);
+    nul[strstr(spaced, "0.5 ") - spaced + 3] = '\0'; /* [ 0.5<NUL>, 1e-1, ... */
+    assert_int_equal(telemetry_parse(nul, n, &w, NULL, 0), 0);
+    detail_is(&w, want);
     telemetry_window_clear(&w);
 }
 
@@ -530,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_new_keys_refused),
         cmocka_unit_test(test_new_keys_consistency),
         cmocka_unit_test(test_large_drift_window),
+        cmocka_unit_test(test_detail_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
