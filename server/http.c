@@ -8,6 +8,7 @@
 #include "server/server.h"
 #include "server/web.h"
 #include "common/clock.h"
+#include "common/crypto.h"
 #include "common/ef_error.h"
 #include "common/fsutil.h"
 #include "common/json_util.h"
@@ -45,6 +46,9 @@ static int64_t mono_us(void)
 
 /* ---- replies ----------------------------------------------------------- */
 
+/* Hex digits of the SHA-256 of a JSON answer that make its ETag. */
+#define HTTP_JSON_ETAG_HEX 32
+
 static enum MHD_Result queue(struct request *req, unsigned status, struct MHD_Response *resp,
                              const char *content_type, const char *etag)
 {
@@ -75,6 +79,28 @@ enum MHD_Result http_reply_bytes(struct request *req, unsigned status, const cha
     return queue(req, status, resp, content_type, etag);
 }
 
+bool http_etag_listed(const char *header, const char *etag)
+{
+    size_t etag_len = strlen(etag);
+    const char *p = header;
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return true;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == etag_len && memcmp(p, etag, len) == 0)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
 enum MHD_Result http_reply_json(struct request *req, unsigned status, json_t *doc)
 {
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : strdup("{}");
@@ -83,11 +109,22 @@ enum MHD_Result http_reply_json(struct request *req, unsigned status, json_t *do
         return http_reply_bytes(req, 500, "application/json",
                                 "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}",
                                 58, NULL);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    size_t len = strlen(text);
+    char etag[2 + HTTP_JSON_ETAG_HEX + 1] = "";
+    if (status == MHD_HTTP_OK && req->method && strcmp(req->method, "GET") == 0) {
+        char hex[EF_HEX256_SIZE];
+        ef_sha256_hex(text, len, hex);
+        snprintf(etag, sizeof(etag), "\"%.*s\"", HTTP_JSON_ETAG_HEX, hex);
+        const char *inm = http_header(req, "If-None-Match");
+        if (inm && http_etag_listed(inm, etag)) {
+            free(text);
+            return http_reply_empty(req, MHD_HTTP_NOT_MODIFIED, etag);
+        }
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!resp)
         free(text);
-    return queue(req, status, resp, "application/json", NULL);
+    return queue(req, status, resp, "application/json", etag[0] ? etag : NULL);
 }
 
 enum MHD_Result http_reply_error(struct request *req, unsigned status, const char *code,

@@ -138,8 +138,15 @@ bool http_json_body_or_reply(struct request *req, json_t **out);
 /* The result of the reply queued by an *_or_reply helper. */
 enum MHD_Result http_replied(struct request *req);
 
-/* Replies with a JSON document (stolen, may be NULL for an empty object). */
+/* Replies with a JSON document (stolen, may be NULL for an empty object).
+ * A GET answered 200 carries an ETag of the document's bytes, and is
+ * answered 304 without a body when If-None-Match already names it: the
+ * dashboard's polls of what did not change cost no transfer. */
 enum MHD_Result http_reply_json(struct request *req, unsigned status, json_t *doc);
+
+/* Whether an If-None-Match header value lists etag (or is "*"); the weak
+ * comparison RFC 9110 asks for GET. */
+bool http_etag_listed(const char *header, const char *etag);
 
 /* Replies {"error":{"code":code,"message":...}} with status. */
 enum MHD_Result http_reply_error(struct request *req, unsigned status, const char *code,

@@ -173,30 +173,6 @@ const char *web_content_type(const char *name)
     return NULL;
 }
 
-/* Whether an If-None-Match header lists etag (or is "*"); weak
- * comparison, as RFC 9110 asks for GET. */
-static bool etag_listed(const char *header, const char *etag)
-{
-    size_t etag_len = strlen(etag);
-    const char *p = header;
-    while (p && *p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return true;
-        if (strncmp(p, "W/", 2) == 0)
-            p += 2;
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        if (len == etag_len && memcmp(p, etag, len) == 0)
-            return true;
-        p = end;
-    }
-    return false;
-}
-
 /* Queues resp with the headers every static answer carries. http.c's
  * replies set no Cache-Control, so this one records the status and result
  * in req itself, as they do. */
@@ -250,7 +226,7 @@ static enum MHD_Result serve_file(struct request *req, const char *root, const c
              (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
                  (unsigned long long)st.st_mtim.tv_nsec);
     const char *inm = http_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (inm && etag_listed(inm, etag)) {
+    if (inm && http_etag_listed(inm, etag)) {
         close(fd);
         return queue_static(req, 304,
                             MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL,

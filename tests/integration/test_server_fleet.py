@@ -408,3 +408,23 @@ def test_concurrent_assignments_get_distinct_seqs(fleet):
                              fleet.keys["server"])
     assert final["seq"] == max(seqs) == device_show(server, "busy-1")["desired_seq"]
     assert len(set(seqs)) >= 2
+
+
+def test_json_gets_carry_an_etag_and_answer_304_until_the_data_changes(fleet):
+    server = fleet.server
+    first = server.admin("GET", "/api/v1/rings")
+    etag = first.header("etag")
+    assert first.status == 200 and etag and etag.startswith('"'), first.headers
+    again = server.admin("GET", "/api/v1/rings", headers={"If-None-Match": etag})
+    assert again.status == 304 and again.body == b"", again
+    assert again.header("etag") == etag
+    # Weak and listed forms match too (RFC 9110's weak comparison for GET).
+    listed = server.admin("GET", "/api/v1/rings", headers={"If-None-Match": f'"x", W/{etag}'})
+    assert listed.status == 304, listed
+    server.cli_ok("ring", "create", "etag-ring")
+    changed = server.admin("GET", "/api/v1/rings", headers={"If-None-Match": etag})
+    assert changed.status == 200 and changed.header("etag") != etag, changed
+    assert b"etag-ring" in changed.body
+    # Errors and writes carry none.
+    missing = server.admin("GET", "/api/v1/devices/no-such-device")
+    assert missing.status == 404 and missing.header("etag") is None, missing
