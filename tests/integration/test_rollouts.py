@@ -411,6 +411,10 @@ def test_a_failing_self_test_pauses_the_rollout_at_canary(server, fleet, registr
     assert ring(doc, "canary")["state"] == "failed", doc
     assert ring(doc, "canary")["reason"].startswith("errors: "), doc
     assert [g["state"] for g in doc["rings"][1:]] == ["pending", "pending"], doc
+    # The events go out after the state is committed: wait for the pause's.
+    ef.wait_until(lambda: [(e.get("ring"), e["state"]) for e in events.of(rid)
+                           if not e.get("ring")].count((None, "paused")) == 2,
+                  10, interval=0.05, what="the second pause's event")
     seq = [(e.get("ring"), e.get("ring_state") or e["state"]) for e in events.of(rid)]
     assert seq[-4:] == [("canary", "running"), (None, "running"), ("canary", "failed"),
                         (None, "paused")] or \
