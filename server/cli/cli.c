@@ -170,6 +170,17 @@ int cli_request(const struct cli *cli, const char *method, const char *path, con
     return status;
 }
 
+int cli_get_query(const struct cli *cli, const char *base, const char *const *pairs, size_t npairs,
+                  int (*text)(const json_t *doc))
+{
+    char *path = client_query_path(base, pairs, npairs);
+    if (!path)
+        return cli_fail("out_of_memory", "cannot build the query");
+    int status = cli_request(cli, "GET", path, NULL, text);
+    free(path);
+    return status;
+}
+
 int cli_run_request(struct cli *cli, int argc, char **argv, const char *method, const char *path,
                     int (*text)(const json_t *doc))
 {

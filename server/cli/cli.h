@@ -90,6 +90,11 @@ int cli_print(const struct cli *cli, const struct client_response *resp,
 int cli_request(const struct cli *cli, const char *method, const char *path, const json_t *body,
                 int (*text)(const json_t *doc));
 
+/* cli_request of GET base?key=value&... built by client_query_path from
+ * npairs pairs (a NULL value leaves its pair out). */
+int cli_get_query(const struct cli *cli, const char *base, const char *const *pairs, size_t npairs,
+                  int (*text)(const json_t *doc));
+
 /* The whole of a verb that takes no arguments and makes one API call: parses
  * argv (for --help and the global flags), then cli_request. */
 int cli_run_request(struct cli *cli, int argc, char **argv, const char *method, const char *path,

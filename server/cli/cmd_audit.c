@@ -28,7 +28,7 @@ static int audit_list(struct cli *cli, int argc, char **argv)
         [AUDIT_LIMIT] = {.name = "limit", .metavar = "N"},
         [AUDIT_BEFORE] = {.name = "before", .metavar = "ID"},
     };
-    char *path = NULL, msg[200];
+    char msg[200];
     int64_t n = 0;
     size_t npos = 0;
     int status = CLI_EXIT_OK;
@@ -44,13 +44,8 @@ static int audit_list(struct cli *cli, int argc, char **argv)
         goto out;
     }
     const char *pairs[] = {"limit", limit, "before", before};
-    if (!(path = client_query_path("/api/v1/audit", pairs, 2))) {
-        status = cli_fail("out_of_memory", "cannot build the query");
-        goto out;
-    }
-    status = cli_request(cli, "GET", path, NULL, print_entries);
+    status = cli_get_query(cli, "/api/v1/audit", pairs, 2, print_entries);
 out:
-    free(path);
     args_opts_release(opts, AUDIT_N);
     return status;
 }

@@ -136,7 +136,6 @@ static int dataset_list(struct cli *cli, int argc, char **argv)
 {
     struct args_opt opts[LIST_N] = {[LIST_MODEL] = {.name = "model", .metavar = "M"}};
     const char *model, *pairs[2];
-    char *path = NULL;
     size_t npos = 0;
     int status = CLI_EXIT_OK;
     if (!cli_parse(cli, argc, argv, opts, LIST_N, NULL, 0, 0, &npos, &status))
@@ -148,13 +147,8 @@ static int dataset_list(struct cli *cli, int argc, char **argv)
     }
     pairs[0] = "model";
     pairs[1] = model;
-    if (!(path = client_query_path("/api/v1/datasets", pairs, 1))) {
-        status = cli_fail("out_of_memory", "cannot build the request");
-        goto out;
-    }
-    status = cli_request(cli, "GET", path, NULL, print_datasets);
+    status = cli_get_query(cli, "/api/v1/datasets", pairs, 1, print_datasets);
 out:
-    free(path);
     args_opts_release(opts, LIST_N);
     return status;
 }

@@ -73,7 +73,7 @@ static int device_list(struct cli *cli, int argc, char **argv)
         [LIST_ONLINE] = {.name = "online", .metavar = "true|false"},
     };
     const char **pairs = NULL;
-    char *path = NULL, key[ARGS_KEY_MAX + 1], msg[200];
+    char key[ARGS_KEY_MAX + 1], msg[200];
     size_t npos = 0, n = 0;
     int status = CLI_EXIT_OK;
     bool online = false;
@@ -107,13 +107,8 @@ static int device_list(struct cli *cli, int argc, char **argv)
         pairs[2 * n] = "tag";
         pairs[2 * n + 1] = opts[LIST_TAG].values[i];
     }
-    if (!(path = client_query_path("/api/v1/devices", pairs, n))) {
-        status = cli_fail("out_of_memory", "cannot build the query");
-        goto out;
-    }
-    status = cli_request(cli, "GET", path, NULL, print_devices);
+    status = cli_get_query(cli, "/api/v1/devices", pairs, n, print_devices);
 out:
-    free(path);
     free(pairs);
     args_opts_release(opts, LIST_N);
     return status;

@@ -1088,7 +1088,6 @@ static int rollout_list(struct cli *cli, int argc, char **argv)
         [LIST_MODEL] = {.name = "model", .metavar = "M"},
         [LIST_STATE] = {.name = "state", .metavar = "S"},
     };
-    char *path = NULL;
     size_t npos = 0;
     int status = CLI_EXIT_OK;
     bool known = false;
@@ -1107,13 +1106,8 @@ static int rollout_list(struct cli *cli, int argc, char **argv)
         goto out;
     }
     const char *pairs[] = {"model", model, "state", state};
-    if (!(path = client_query_path("/api/v1/rollouts", pairs, 2))) {
-        status = cli_fail("out_of_memory", "cannot build the query");
-        goto out;
-    }
-    status = cli_request(cli, "GET", path, NULL, print_rollouts);
+    status = cli_get_query(cli, "/api/v1/rollouts", pairs, 2, print_rollouts);
 out:
-    free(path);
     args_opts_release(opts, LIST_N);
     return status;
 }

@@ -135,7 +135,7 @@ static int telemetry_query(struct cli *cli, int argc, char **argv)
         [Q_SINCE] = {.name = "since", .metavar = "SECONDS_AGO|RFC3339"},
         [Q_LIMIT] = {.name = "limit", .metavar = "N"},
     };
-    char *path = NULL, msg[200], name[ARGS_NAME_SIZE];
+    char msg[200], name[ARGS_NAME_SIZE];
     int64_t n = 0;
     size_t npos = 0;
     int status = CLI_EXIT_OK;
@@ -171,13 +171,9 @@ static int telemetry_query(struct cli *cli, int argc, char **argv)
     }
     const char *pairs[] = {"model", model, "ring",  ring,  "device", device,
                            "since", since, "limit", limit, "metric", metric};
-    if (!(path = client_query_path("/api/v1/telemetry", pairs, 6))) {
-        status = cli_fail("out_of_memory", "cannot build the query");
-        goto out;
-    }
-    status = cli_request(cli, "GET", path, NULL, metric ? print_values : print_windows);
+    status =
+        cli_get_query(cli, "/api/v1/telemetry", pairs, 6, metric ? print_values : print_windows);
 out:
-    free(path);
     args_opts_release(opts, Q_N);
     return status;
 }
@@ -193,7 +189,7 @@ static int telemetry_rollups(struct cli *cli, int argc, char **argv)
         [R_SINCE] = {.name = "since", .metavar = "SECONDS_AGO|RFC3339"},
         [R_UNTIL] = {.name = "until", .metavar = "SECONDS_AGO|RFC3339"},
     };
-    char *path = NULL, msg[200], name[ARGS_NAME_SIZE];
+    char msg[200], name[ARGS_NAME_SIZE];
     int64_t n = 0;
     size_t npos = 0;
     int status = CLI_EXIT_OK;
@@ -221,13 +217,8 @@ static int telemetry_rollups(struct cli *cli, int argc, char **argv)
     }
     const char *pairs[] = {"model", model,   "metric", metric,  "ring",
                            ring,    "since", since,    "until", until};
-    if (!(path = client_query_path("/api/v1/telemetry/rollups", pairs, 5))) {
-        status = cli_fail("out_of_memory", "cannot build the query");
-        goto out;
-    }
-    status = cli_request(cli, "GET", path, NULL, print_rollups);
+    status = cli_get_query(cli, "/api/v1/telemetry/rollups", pairs, 5, print_rollups);
 out:
-    free(path);
     args_opts_release(opts, R_N);
     return status;
 }

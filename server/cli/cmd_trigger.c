@@ -235,7 +235,6 @@ enum { L_MODEL, L_N };
 static int trigger_list(struct cli *cli, int argc, char **argv)
 {
     struct args_opt opts[L_N] = {[L_MODEL] = {.name = "model", .metavar = "M"}};
-    char *path = NULL;
     size_t npos = 0;
     int status = CLI_EXIT_OK;
     if (!cli_parse(cli, argc, argv, opts, L_N, NULL, 0, 0, &npos, &status))
@@ -246,13 +245,8 @@ static int trigger_list(struct cli *cli, int argc, char **argv)
         goto out;
     }
     const char *pairs[] = {"model", model};
-    if (!(path = client_query_path("/api/v1/triggers", pairs, 1))) {
-        status = cli_fail("out_of_memory", "cannot build the query");
-        goto out;
-    }
-    status = cli_request(cli, "GET", path, NULL, print_triggers);
+    status = cli_get_query(cli, "/api/v1/triggers", pairs, 1, print_triggers);
 out:
-    free(path);
     args_opts_release(opts, L_N);
     return status;
 }
@@ -285,7 +279,7 @@ static int alert_list(struct cli *cli, int argc, char **argv)
         [A_SINCE] = {.name = "since", .metavar = "T"},
         [A_LIMIT] = {.name = "limit", .metavar = "N"},
     };
-    char *path = NULL, msg[160];
+    char msg[160];
     int64_t n = 0;
     size_t npos = 0;
     int status = CLI_EXIT_OK;
@@ -312,13 +306,8 @@ static int alert_list(struct cli *cli, int argc, char **argv)
         goto out;
     }
     const char *pairs[] = {"model", model, "state", state, "since", since, "limit", limit};
-    if (!(path = client_query_path("/api/v1/alerts", pairs, 4))) {
-        status = cli_fail("out_of_memory", "cannot build the query");
-        goto out;
-    }
-    status = cli_request(cli, "GET", path, NULL, print_alerts);
+    status = cli_get_query(cli, "/api/v1/alerts", pairs, 4, print_alerts);
 out:
-    free(path);
     args_opts_release(opts, A_N);
     return status;
 }
