@@ -78,8 +78,11 @@ def broker(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(broker, tmp_path_factory):
-    srv = _start_server(tmp_path_factory.mktemp("server"), broker)
+def server(request, broker, tmp_path_factory):
+    """The module's server, serving with the module's SERVER_ARGS when it
+    sets them (a fast engine tick, say)."""
+    srv = _start_server(tmp_path_factory.mktemp("server"), broker,
+                        getattr(request.module, "SERVER_ARGS", ()))
     yield srv
     _stop_server(srv)
 

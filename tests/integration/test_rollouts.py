@@ -35,13 +35,13 @@ import pytest
 
 pytest.register_assert_rewrite("agent_fixtures")
 import agent_fixtures as af  # noqa: E402
-import conftest  # noqa: E402
 import edgefleet_fixtures as ef  # noqa: E402
 
 pytest_plugins = ["agent_fixtures"]
 
 MODEL = "thyroid"
 TICK_MS = 200
+SERVER_ARGS = ["--rollout-tick-ms", str(TICK_MS)]  # conftest's server, ticking fast
 RINGS = ("canary", "early", "broad")
 CANARY = ("ro-c1", "ro-c2")
 EARLY = ("ro-e1", "ro-e2")
@@ -178,15 +178,6 @@ def restart_server_after_kill9(srv):
 
 # --------------------------------------------------------------------------
 # Fixtures
-
-@pytest.fixture(scope="module")
-def server(broker, tmp_path_factory):
-    """This module's server: a fast engine tick (overrides conftest's)."""
-    srv = conftest._start_server(tmp_path_factory.mktemp("server"), broker,
-                                 ["--rollout-tick-ms", str(TICK_MS)])
-    yield srv
-    conftest._stop_server(srv)
-
 
 @pytest.fixture(scope="module")
 def events(broker):

@@ -18,25 +18,16 @@ import pytest
 
 pytest.register_assert_rewrite("agent_fixtures")
 import agent_fixtures as af  # noqa: E402
-import conftest  # noqa: E402
 import edgefleet_fixtures as ef  # noqa: E402
 
 pytest_plugins = ["agent_fixtures"]
 
 MODEL = "thyroid"
 TICK_MS = 200
+SERVER_ARGS = ["--rollout-tick-ms", str(TICK_MS)]  # conftest's server, ticking fast
 DEVICES = ("sh-1", "sh-2", "sh-3")
 AGENT_OPTIONS = {"trial_seconds": 1, "poll_interval": 5, "metrics_interval": 1}
 ROWS = af.thyroid_rows(20)
-
-
-@pytest.fixture(scope="module")
-def server(broker, tmp_path_factory):
-    """This module's server: a fast engine tick (overrides conftest's)."""
-    srv = conftest._start_server(tmp_path_factory.mktemp("server"), broker,
-                                 ["--rollout-tick-ms", str(TICK_MS)])
-    yield srv
-    conftest._stop_server(srv)
 
 
 def rollout(server, rid):
