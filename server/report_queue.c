@@ -4,6 +4,7 @@
  * parses them and applies them in batched transactions.
  */
 #include "server/report_queue.h"
+#include "server/batch_queue.h"
 #include "server/db.h"
 #include "server/db_fleet.h"
 #include "server/report.h"
@@ -13,26 +14,17 @@
 #include "common/log.h"
 #include "common/topic.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define REPORT_WARN_EVERY_MS 10000 /* ms between two warnings of one kind */
 
-/* One payload waiting for the writer. */
-struct queued {
-    char device_id[EF_DEVICE_ID_MAX + 1]; /* who sent it */
-    enum report_topic topic;              /* on which topic */
-    int64_t received_at;                  /* Unix ms, server clock */
-    int64_t queued_mono;                  /* monotonic ms when queued: its batch deadline */
-    char *payload;                        /* owned copy, not NUL-terminated */
-    size_t len;                           /* its bytes, <= REPORT_MAX_BYTES */
-    bool parsed;                          /* the writer's: it parsed, and is to be applied */
-    bool online;                          /* the writer's: a status word parsed as online */
+/* What the writer made of one queued report. */
+struct parsed {
+    bool parsed; /* it parsed, and is to be applied */
+    bool online; /* a status word parsed as online */
 };
 
 struct report_queue {
@@ -40,21 +32,9 @@ struct report_queue {
     struct server_stats *stats;    /* borrowed, or own_stats */
     struct server_stats own_stats; /* counters when the caller gave none */
     struct report_queue_config cfg;
-    pthread_mutex_t lock;                 /* guards everything below */
-    pthread_cond_t wake;                  /* the writer waits on it (monotonic clock) */
-    pthread_cond_t done;                  /* flushers wait on it */
-    struct queued *queue;                 /* ring of cfg.queue_max, owned */
-    size_t head;                          /* index of the oldest queued report */
-    size_t count;                         /* reports queued */
-    uint64_t queued_total;                /* reports ever queued */
-    uint64_t done_total;                  /* of which applied or failed */
-    uint64_t flush_until;                 /* a flusher waits for done_total to reach this */
-    size_t queued_bytes;                  /* payload bytes queued */
-    bool stopping;                        /* report_queue_stop was called */
-    struct queued *batch;                 /* the writer's batch of cfg.batch_max, owned */
+    struct batch_queue *queue;            /* the payloads and the writer, owned */
+    struct parsed *parsed;                /* the writer's, per item of a batch, cfg.batch_max */
     struct report *reports;               /* the batch parsed, cfg.batch_max, owned */
-    pthread_t thread;                     /* the writer */
-    bool started;                         /* thread is joinable */
     atomic_int_fast64_t malformed_warned; /* monotonic ms of the last such warning */
     atomic_int_fast64_t dropped_warned;   /* likewise for a full queue */
 };
@@ -67,15 +47,6 @@ void report_queue_config_default(struct report_queue_config *cfg)
     cfg->queue_max_bytes = REPORT_QUEUE_BYTES_DEFAULT;
 }
 
-/* True at most once per REPORT_WARN_EVERY_MS for one kind of warning, so a
- * device that floods its topic cannot flood the log. */
-static bool warn_due(atomic_int_fast64_t *last)
-{
-    int_fast64_t now = ef_mono_ms(), prev = atomic_load(last);
-    return (prev == 0 || now - prev >= REPORT_WARN_EVERY_MS) &&
-           atomic_compare_exchange_strong(last, &prev, now);
-}
-
 /* Counts one malformed report of a topic and warns at most every few
  * seconds. */
 static void malformed(struct report_queue *q, enum report_topic topic, const char *device_id,
@@ -83,7 +54,7 @@ static void malformed(struct report_queue *q, enum report_topic topic, const cha
 {
     char quoted[200];
     uint64_t n = atomic_fetch_add(&q->stats->report_malformed, 1) + 1;
-    if (warn_due(&q->malformed_warned))
+    if (batch_queue_warn_due(&q->malformed_warned, REPORT_WARN_EVERY_MS))
         ef_warn(topic == REPORT_TOPIC_STATUS ? "mqtt_bad_status" : "mqtt_bad_report",
                 "device=%s error=%s reason=%s total=%llu",
                 ef_device_id_valid(device_id) ? device_id : "?", ef_errname(rc),
@@ -93,8 +64,6 @@ static void malformed(struct report_queue *q, enum report_topic topic, const cha
 int report_queue_submit(struct report_queue *q, enum report_topic topic, const char *device_id,
                         const void *payload, size_t len, int64_t received_at)
 {
-    char *copy = NULL;
-    bool wake = false;
     int rc = EF_EUNSUPPORTED;
     if (!q)
         goto out;
@@ -108,38 +77,10 @@ int report_queue_submit(struct report_queue *q, enum report_topic topic, const c
         goto out;
     }
     /* Only a copy here: parsing and the database are the writer's. */
-    if (!(copy = malloc(len ? len : 1))) {
-        rc = EF_ENOMEM;
-    } else {
-        if (len) /* an empty message has no payload pointer */
-            memcpy(copy, payload, len);
-        rc = 0;
-    }
-    pthread_mutex_lock(&q->lock);
-    if (rc != 0 || q->stopping || q->count == q->cfg.queue_max ||
-        q->queued_bytes + len > q->cfg.queue_max_bytes) {
-        rc = rc ? rc : EF_EBUSY;
-    } else {
-        struct queued *e = &q->queue[(q->head + q->count) % q->cfg.queue_max];
-        snprintf(e->device_id, sizeof(e->device_id), "%s", device_id);
-        e->topic = topic;
-        e->received_at = received_at;
-        e->queued_mono = ef_mono_ms();
-        e->payload = copy;
-        e->len = len;
-        copy = NULL;
-        q->queued_bytes += len;
-        q->count++;
-        q->queued_total++;
-        /* The writer sleeps until the oldest report's deadline, so it needs
-         * waking only for a first report or a full batch. */
-        wake = q->count == 1 || q->count == q->cfg.batch_max;
-        atomic_store(&q->stats->report_queue_depth, q->count);
-    }
-    pthread_mutex_unlock(&q->lock);
+    rc = batch_queue_push(q->queue, device_id, (int)topic, payload, len, received_at);
     if (rc == EF_EBUSY || rc == EF_ENOMEM) {
         uint64_t n = atomic_fetch_add(&q->stats->report_dropped, 1) + 1;
-        if (warn_due(&q->dropped_warned))
+        if (batch_queue_warn_due(&q->dropped_warned, REPORT_WARN_EVERY_MS))
             ef_warn("report_dropped",
                     "device=%s reason=%s queue_max=%zu queue_max_bytes=%zu total=%llu", device_id,
                     rc == EF_EBUSY ? "queue_full" : "out_of_memory", q->cfg.queue_max,
@@ -147,35 +88,34 @@ int report_queue_submit(struct report_queue *q, enum report_topic topic, const c
         goto out;
     }
     atomic_fetch_add(&q->stats->report_received, 1);
-    if (wake)
-        pthread_cond_signal(&q->wake);
 out:
-    free(copy);
     return rc;
 }
 
 /* Parses one queued payload into e (status) or *r (reported); false when
  * there is nothing to apply: malformed (counted and logged) or an empty
  * status, which is a cleared retained message. */
-static bool parse(struct report_queue *q, struct queued *e, struct report *r)
+static bool parse(struct report_queue *q, const struct batch_queue_item *e, struct parsed *p,
+                  struct report *r)
 {
+    enum report_topic topic = (enum report_topic)e->tag;
     char msg[160];
     int rc;
-    if (e->topic == REPORT_TOPIC_STATUS) {
+    if (topic == REPORT_TOPIC_STATUS) {
         if (e->len == 6 && memcmp(e->payload, "online", 6) == 0)
-            e->online = true;
+            p->online = true;
         else if (e->len == 7 && memcmp(e->payload, "offline", 7) == 0)
-            e->online = false;
+            p->online = false;
         else if (e->len == 0)
             return false;
         else {
-            malformed(q, e->topic, e->device_id, EF_EINVAL, "status neither online nor offline");
+            malformed(q, topic, e->device_id, EF_EINVAL, "status neither online nor offline");
             return false;
         }
         return true;
     }
     if ((rc = report_parse(e->payload, e->len, r, msg, sizeof(msg))) != 0) {
-        malformed(q, e->topic, e->device_id, rc, msg);
+        malformed(q, topic, e->device_id, rc, msg);
         return false;
     }
     return true;
@@ -184,11 +124,12 @@ static bool parse(struct report_queue *q, struct queued *e, struct report *r)
 /* Applies one parsed report inside the caller's transaction, or in its own
  * when the caller has none. 0 (applied), EF_ENOENT (no such active device:
  * nothing written) or the database's error. */
-static int apply(struct report_queue *q, const struct queued *e, const struct report *r)
+static int apply(struct report_queue *q, const struct batch_queue_item *e, const struct parsed *p,
+                 const struct report *r)
 {
     int rc;
-    if (e->topic == REPORT_TOPIC_STATUS) {
-        rc = db_device_seen(q->db, e->device_id, e->online, e->received_at);
+    if (e->tag == REPORT_TOPIC_STATUS) {
+        rc = db_device_seen(q->db, e->device_id, p->online, e->received_at);
         if (rc != 0)
             ef_log(rc == EF_ENOENT ? EF_LOG_DEBUG : EF_LOG_WARN, "mqtt_status_ignored",
                    "device=%s error=%s", e->device_id, ef_errname(rc));
@@ -211,23 +152,24 @@ static int apply(struct report_queue *q, const struct queued *e, const struct re
  * not enrolled are counted as ignored. When the transaction fails, it is
  * rolled back and the batch applied again one report per transaction, so
  * that only the reports the database refuses are lost (counted). */
-static void write_batch(struct report_queue *q, struct queued *batch, size_t n)
+static void write_batch(void *ctx, struct batch_queue_item *batch, size_t n)
 {
+    struct report_queue *q = ctx;
     uint64_t stored = 0, ignored = 0, failed = 0, parsed = 0;
     int64_t started = ef_mono_ms();
     int rc;
     for (size_t i = 0; i < n; i++) {
-        batch[i].parsed = parse(q, &batch[i], &q->reports[i]);
-        parsed += batch[i].parsed;
+        q->parsed[i].parsed = parse(q, &batch[i], &q->parsed[i], &q->reports[i]);
+        parsed += q->parsed[i].parsed;
         free(batch[i].payload);
         batch[i].payload = NULL;
     }
     rc = parsed ? db_tx_begin(q->db) : 0;
     if (rc == 0 && parsed) {
         for (size_t i = 0; i < n && rc == 0; i++) {
-            if (!batch[i].parsed)
+            if (!q->parsed[i].parsed)
                 continue;
-            rc = apply(q, &batch[i], &q->reports[i]);
+            rc = apply(q, &batch[i], &q->parsed[i], &q->reports[i]);
             if (rc == 0)
                 stored++;
             else if (rc == EF_ENOENT)
@@ -240,9 +182,9 @@ static void write_batch(struct report_queue *q, struct queued *batch, size_t n)
                 (unsigned long long)parsed, ef_errname(rc));
         stored = ignored = 0;
         for (size_t i = 0; i < n; i++) {
-            if (!batch[i].parsed)
+            if (!q->parsed[i].parsed)
                 continue;
-            rc = apply(q, &batch[i], &q->reports[i]);
+            rc = apply(q, &batch[i], &q->parsed[i], &q->reports[i]);
             if (rc == 0)
                 stored++;
             else if (rc == EF_ENOENT)
@@ -263,59 +205,11 @@ static void write_batch(struct report_queue *q, struct queued *batch, size_t n)
              (unsigned long long)(n - parsed), (long long)(ef_mono_ms() - started));
 }
 
-/* Waits on the writer's condition until monotonic time until_ms. */
-static void wait_until(struct report_queue *q, int64_t until_ms)
-{
-    struct timespec ts = {.tv_sec = (time_t)(until_ms / 1000),
-                          .tv_nsec = (long)(until_ms % 1000) * 1000000L};
-    pthread_cond_timedwait(&q->wake, &q->lock, &ts);
-}
-
-/* The writer: a batch when one is due, else sleep until the oldest report's
- * deadline (or a wake-up). Drains the queue before it exits. */
-static void *writer_main(void *arg)
-{
-    struct report_queue *q = arg;
-    pthread_mutex_lock(&q->lock);
-    for (;;) {
-        int64_t deadline = q->count ? q->queue[q->head].queued_mono + q->cfg.batch_ms : 0;
-        if (q->count > 0 && (q->stopping || q->count >= q->cfg.batch_max ||
-                             ef_mono_ms() >= deadline || q->flush_until > q->done_total)) {
-            size_t n = q->count < q->cfg.batch_max ? q->count : q->cfg.batch_max;
-            for (size_t i = 0; i < n; i++) {
-                q->batch[i] = q->queue[(q->head + i) % q->cfg.queue_max];
-                q->queued_bytes -= q->batch[i].len;
-            }
-            q->head = (q->head + n) % q->cfg.queue_max;
-            q->count -= n;
-            atomic_store(&q->stats->report_queue_depth, q->count);
-            pthread_mutex_unlock(&q->lock);
-            write_batch(q, q->batch, n);
-            pthread_mutex_lock(&q->lock);
-            q->done_total += n;
-            pthread_cond_broadcast(&q->done);
-            continue;
-        }
-        if (q->stopping)
-            break;
-        if (q->count > 0)
-            wait_until(q, deadline);
-        else
-            pthread_cond_wait(&q->wake, &q->lock);
-    }
-    pthread_mutex_unlock(&q->lock);
-    return NULL;
-}
-
 static void report_queue_free(struct report_queue *q)
 {
     if (!q)
         return;
-    pthread_cond_destroy(&q->wake);
-    pthread_cond_destroy(&q->done);
-    pthread_mutex_destroy(&q->lock);
-    free(q->queue);
-    free(q->batch);
+    free(q->parsed);
     free(q->reports);
     free(q);
 }
@@ -323,14 +217,13 @@ static void report_queue_free(struct report_queue *q)
 int report_queue_start(struct db *db, const struct report_queue_config *cfg,
                        struct server_stats *stats, struct report_queue **out)
 {
-    pthread_condattr_t attr;
     int rc = 0;
     struct report_queue *q = NULL;
     *out = NULL;
     if (!db || !cfg || cfg->queue_max < 1 || cfg->batch_max < 1 ||
         cfg->batch_max > cfg->queue_max || cfg->batch_ms < 0 ||
         cfg->queue_max_bytes < REPORT_MAX_BYTES ||
-        cfg->queue_max > SIZE_MAX / sizeof(struct queued) ||
+        cfg->queue_max > SIZE_MAX / sizeof(struct batch_queue_item) ||
         cfg->batch_max > SIZE_MAX / sizeof(struct report))
         return EF_EINVAL;
     if (!(q = calloc(1, sizeof(*q))))
@@ -338,24 +231,21 @@ int report_queue_start(struct db *db, const struct report_queue_config *cfg,
     q->db = db;
     q->cfg = *cfg;
     q->stats = stats ? stats : &q->own_stats;
-    pthread_mutex_init(&q->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->wake, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_cond_init(&q->done, NULL);
-    q->queue = calloc(cfg->queue_max, sizeof(*q->queue));
-    q->batch = calloc(cfg->batch_max, sizeof(*q->batch));
+    q->parsed = calloc(cfg->batch_max, sizeof(*q->parsed));
     q->reports = calloc(cfg->batch_max, sizeof(*q->reports));
-    if (!q->queue || !q->batch || !q->reports) {
+    if (!q->parsed || !q->reports) {
         rc = EF_ENOMEM;
         goto out;
     }
-    if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
-        rc = EF_EIO;
+    struct batch_queue_config qc = {.queue_max = cfg->queue_max,
+                                    .batch_max = cfg->batch_max,
+                                    .batch_ms = cfg->batch_ms,
+                                    .queue_max_bytes = cfg->queue_max_bytes,
+                                    .write_batch = write_batch,
+                                    .ctx = q,
+                                    .depth = &q->stats->report_queue_depth};
+    if ((rc = batch_queue_start(&qc, &q->queue)) != 0)
         goto out;
-    }
-    q->started = true;
     ef_info("report_queue_started", "queue_max=%zu batch_max=%zu batch_ms=%lld", cfg->queue_max,
             cfg->batch_max, (long long)cfg->batch_ms);
     *out = q;
@@ -367,29 +257,15 @@ out:
 
 void report_queue_flush(struct report_queue *q)
 {
-    if (!q)
-        return;
-    pthread_mutex_lock(&q->lock);
-    uint64_t target = q->queued_total;
-    if (target > q->flush_until)
-        q->flush_until = target;
-    pthread_cond_signal(&q->wake);
-    while (q->done_total < target)
-        pthread_cond_wait(&q->done, &q->lock);
-    pthread_mutex_unlock(&q->lock);
+    if (q)
+        batch_queue_flush(q->queue);
 }
 
 void report_queue_stop(struct report_queue *q)
 {
     if (!q)
         return;
-    pthread_mutex_lock(&q->lock);
-    q->stopping = true;
-    size_t pending = q->count;
-    pthread_cond_signal(&q->wake);
-    pthread_mutex_unlock(&q->lock);
-    if (q->started)
-        pthread_join(q->thread, NULL);
+    size_t pending = batch_queue_stop(q->queue);
     ef_info("report_queue_stopped", "drained=%zu", pending);
     report_queue_free(q);
 }
